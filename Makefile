@@ -1,0 +1,27 @@
+# The two commands a newcomer runs (see README.md):
+#   make demo   set up .venv and run the main job
+#   make test   set up .venv and run the test suite
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test lint format
+
+$(VENV)/.installed: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+
+setup: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/vlm-teacher demo
+
+test: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(VENV)/.installed
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .

@@ -1,0 +1,37 @@
+"""The `vlm-teacher` command line.
+
+Each subcommand group lives in `agent/commands/<name>.py` and imports its heavy
+dependencies (torch, diffusers, transformers) inside the command functions, so
+`vlm-teacher --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import typer
+
+app = typer.Typer(
+    name="vlm-teacher",
+    help="Video reasoning by test-time optimization, with a VLM as the teacher.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """Video reasoning by test-time optimization, with a VLM as the teacher."""
+
+
+# Command groups: one line each, wired here so the whole CLI is visible at a glance.
+
+
+@app.command("version")
+def show_version() -> None:
+    """Print the installed vlm-teacher version."""
+    typer.echo(version("vlm-teacher"))
+
+
+if __name__ == "__main__":
+    app()
