@@ -14,9 +14,15 @@ setup: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/vlm-teacher demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
+	bash scripts/ensure-chromium.sh
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# Tests also need the `ray` extra (Ray backend test) and Chromium (report test).
+$(VENV)/.installed-test: $(VENV)/.installed
+	EXTRAS="dev,ray" bash scripts/setup.sh
+	touch $@
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
