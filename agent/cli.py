@@ -11,6 +11,8 @@ from importlib.metadata import version
 
 import typer
 
+from agent.commands import report as report_command
+
 app = typer.Typer(
     name="vlm-teacher",
     help="Video reasoning by test-time optimization, with a VLM as the teacher.",
@@ -25,6 +27,7 @@ def main() -> None:
 
 
 # Command groups: one line each, wired here so the whole CLI is visible at a glance.
+app.command("report")(report_command.report)
 
 
 @app.command("version")

@@ -133,3 +133,17 @@ def test_loss_curve_svg_breaks_at_non_finite_steps() -> None:
 def test_report_needs_a_batch_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"no results\.jsonl"):
         build_report(tmp_path)
+
+
+def test_report_command_writes_both_files(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    make_batch(tmp_path)
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report.md").read_text().startswith("# vlm-teacher eval: mini:test")
+    assert "<video " in (tmp_path / "report.html").read_text()
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")], env={"COLUMNS": "400"})
+    assert missing.exit_code != 0 and "no results.jsonl" in missing.output
