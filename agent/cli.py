@@ -11,7 +11,10 @@ from importlib.metadata import version
 
 import typer
 
+from agent.commands import bench as bench_command
+from agent.commands import demo as demo_command
 from agent.commands import report as report_command
+from agent.commands import tasks as tasks_command
 
 app = typer.Typer(
     name="vlm-teacher",
@@ -28,6 +31,9 @@ def main() -> None:
 
 # Command groups: one line each, wired here so the whole CLI is visible at a glance.
 app.command("report")(report_command.report)
+app.add_typer(tasks_command.app, name="tasks")
+app.add_typer(bench_command.app, name="bench")
+app.command("demo")(demo_command.demo)
 
 
 @app.command("version")
