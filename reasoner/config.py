@@ -117,6 +117,16 @@ class VideoModelConfig(_Strict):
     preset_seed: int = Field(
         0, description="Seed of the random weights when source is an architecture preset."
     )
+    distill_lora: str | None = Field(
+        None,
+        description=(
+            "A step-distillation LoRA fused into the base transformer at load (a folder or "
+            ".safetensors file, diffusers or original Wan key format, anything "
+            "WanPipeline.load_lora_weights reads), making the base a few-step model. The "
+            "per-task LoRA is then trained on top of the fused weights."
+        ),
+    )
+    distill_lora_scale: float = Field(1.0, description="Scale of the fused distillation LoRA.")
 
     @field_validator("height", "width")
     @classmethod

@@ -209,6 +209,16 @@ def resolve(cfg: ReasonerConfig) -> ResolvedModel:
         _check_taehv(cfg, geometry, is_preset=preset is not None)
 
     _check_lora_targets(transformer, cfg.lora.target_modules)
+    distill = vm.distill_lora
+    if (
+        distill is not None
+        and _looks_like_path(distill)
+        and not Path(distill).expanduser().exists()
+    ):
+        raise ConfigError(
+            f"video_model.distill_lora {distill} does not exist; point it to the distillation "
+            "LoRA (.safetensors or folder) or remove the field"
+        )
     return ResolvedModel(
         preset=preset,
         transformer_config=dict(tcfg),
@@ -268,6 +278,24 @@ def _cast_like_from_pretrained(model: Any, dtype: torch.dtype) -> Any:
     return model.eval().requires_grad_(False)
 
 
+def _fuse_distill_lora(transformer: WanTransformer3DModel, source: str, scale: float) -> None:
+    """Merge a distillation LoRA into the base weights and drop the LoRA layers again."""
+    from diffusers import WanPipeline
+
+    # A pipeline object only routes the LoRA loader (key-format conversion
+    # included) to the transformer; nothing else of it is used.
+    pipe = WanPipeline(
+        tokenizer=None, text_encoder=None, vae=None, scheduler=None, transformer=transformer
+    )
+    path = Path(source).expanduser()
+    if path.is_file():
+        pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name="distill")
+    else:
+        pipe.load_lora_weights(source, adapter_name="distill")
+    pipe.fuse_lora(components=["transformer"], lora_scale=scale)
+    pipe.unload_lora_weights()
+
+
 def build_models(cfg: ReasonerConfig, resolved: ResolvedModel) -> Models:
     """Load (or, for a preset, randomly initialise) the frozen models on the configured device."""
     vm = cfg.video_model
@@ -303,6 +331,8 @@ def build_models(cfg: ReasonerConfig, resolved: ResolvedModel) -> Models:
         )
         tokenizer = AutoTokenizer.from_pretrained(source, subfolder="tokenizer")
 
+    if vm.distill_lora is not None:
+        _fuse_distill_lora(transformer, vm.distill_lora, vm.distill_lora_scale)
     transformer = _cast_like_from_pretrained(transformer.to(device), dtype)
     text_encoder = text_encoder.to(device=device, dtype=dtype).eval().requires_grad_(False)
     if vae is not None:

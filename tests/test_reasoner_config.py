@@ -103,6 +103,10 @@ def test_missing_config_file() -> None:
             "x2 in time but the VAE packs 4 frames",
         ),
         (tiny_config(height=1024), "exceeds the transformer's rope_max_seq_len"),
+        (
+            tiny_config(distill_lora="missing/distill.safetensors"),
+            "distill_lora missing/distill.safetensors does not exist",
+        ),
     ],
 )
 def test_architecture_checks_fail_before_loading(config: ReasonerConfig, message: str) -> None:

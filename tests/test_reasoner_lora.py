@@ -206,3 +206,27 @@ def test_bfloat16_model_keeps_float32_adapter_weights() -> None:
     cond, noise, target = _inputs(reasoner)
     _loss(reasoner, cond, noise, target).backward()
     assert all(p.grad is not None for p in reasoner.lora.trainable_parameters())
+
+
+def test_a_saved_adapter_fused_as_distill_lora_becomes_the_new_base(tmp_path) -> None:
+    teacher = _build(TINY_T2V, lora={"rank": 4, "alpha": 2.0})
+    cond, noise, target = _inputs(teacher)
+    optimizer = torch.optim.Adam(teacher.lora.trainable_parameters(), lr=1e-2)
+    for _ in range(2):
+        optimizer.zero_grad()
+        _loss(teacher, cond, noise, target).backward()
+        optimizer.step()
+    weights = teacher.lora.save(tmp_path / "distill")
+    with torch.no_grad():
+        adapted = teacher.velocity(noise, 1.0, cond)
+        teacher.lora.remove()
+        base = teacher.velocity(noise, 1.0, cond)
+
+    fused = VideoReasoner.from_config(
+        tiny_config(*TINY_T2V, distill_lora=str(weights)), attach_lora=False
+    )
+    assert not any(isinstance(m, LoraLayer) for m in fused.transformer.modules())
+    with torch.no_grad():
+        velocity = fused.velocity(noise, 1.0, cond)
+    torch.testing.assert_close(velocity, adapted, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(velocity, base)
