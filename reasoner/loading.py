@@ -210,11 +210,11 @@ def resolve(cfg: ReasonerConfig) -> ResolvedModel:
 
     _check_lora_targets(transformer, cfg.lora.target_modules)
     distill = vm.distill_lora
-    if (
-        distill is not None
-        and _looks_like_path(distill)
-        and not Path(distill).expanduser().exists()
-    ):
+    # A weight-file name or a path is local; anything else is a hub id.
+    is_local = distill is not None and (
+        distill.endswith((".safetensors", ".pth", ".bin")) or _looks_like_path(distill)
+    )
+    if is_local and not Path(distill).expanduser().exists():
         raise ConfigError(
             f"video_model.distill_lora {distill} does not exist; point it to the distillation "
             "LoRA (.safetensors or folder) or remove the field"
