@@ -6,6 +6,8 @@ import ast
 import hashlib
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -303,3 +305,17 @@ def test_checkers_share_no_code_with_the_reward_checks_or_the_renderers() -> Non
             for name in names:
                 ours = name.split(".")[0] in {"evals", "reasoner", "agent", "tools"}
                 assert not ours or name in allowed, f"{source.name} imports {name}"
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "evals.checkers.pixels",
+        "evals.checkers.navigation",
+        "evals.checkers.pairs",
+        "evals.checkers.recolor",
+    ],
+)
+def test_a_checker_can_be_imported_first(module: str) -> None:
+    # The checkers take the palette from evals.tasks, whose families call the checkers.
+    subprocess.run([sys.executable, "-c", f"import {module}"], check=True, capture_output=True)

@@ -104,15 +104,14 @@ def check_video(
     frames: FramesOpt = 17,
 ) -> None:
     """Score a video file with the task's rule checker and print the criteria as JSON."""
-    from evals.tasks import check
-    from evals.vbvr import task_from_id_or_folder
+    from evals.tasks import NoCheckerError, TaskIdError, check
+    from evals.vbvr import QuestionFolderError, task_from_id_or_folder
     from evals.video_io import MediaReadError, fit_to_size, read_video
 
-    the_task = task_from_id_or_folder(task, size=size, num_frames=frames)
     try:
-        frames_read = fit_to_size(read_video(video), the_task.size)
-    except MediaReadError as err:
+        the_task = task_from_id_or_folder(task, size=size, num_frames=frames)
+        result = check(the_task, fit_to_size(read_video(video), the_task.size))
+    except (MediaReadError, NoCheckerError, QuestionFolderError, TaskIdError) as err:
         typer.echo(json.dumps({"score": 0.0, "passed": False, "reason": str(err)}))
         raise typer.Exit(1) from err
-    result = check(the_task, frames_read)
     typer.echo(json.dumps(result.to_dict(), indent=2))

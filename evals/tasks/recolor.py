@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from evals.checkers import recolor as checker
 from evals.tasks.base import Task, TaskFamily
 from evals.tasks.geometry import Grid
 from evals.tasks.palette import OBJECT_COLORS
@@ -172,4 +171,8 @@ class Recolor(TaskFamily):
     # -- checking -----------------------------------------------------------------
 
     def measure(self, video: np.ndarray, task: Task) -> tuple[dict[str, float], list[str]]:
+        # Imported here, not at the top: the checkers import the palette from this
+        # package, and importing a checker first must not find this package half-built.
+        from evals.checkers import recolor as checker
+
         return checker.measure(video, task.hidden)

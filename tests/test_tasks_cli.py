@@ -1,0 +1,77 @@
+"""`vlm-teacher tasks list|show|export|check`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from agent.cli import app
+from evals.tasks import get_task, perturb
+from evals.vbvr import load_questions
+from evals.video_io import read_image, write_video
+
+runner = CliRunner()
+
+
+def test_list_names_families_perturbations_and_seed_ranges() -> None:
+    result = runner.invoke(app, ["tasks", "list"])
+    assert result.exit_code == 0, result.output
+    for word in ("navigate", "maze", "pairs", "recolor", "through_wall", "2000000..2000499"):
+        assert word in result.output
+
+
+def test_show_prints_instructions_and_writes_a_grid(tmp_path: Path) -> None:
+    grid = tmp_path / "grid.png"
+    result = runner.invoke(
+        app, ["tasks", "show", "mini/maze/3", "mini/recolor/8", "--grid", str(grid), "--hidden"]
+    )
+    assert result.exit_code == 0, result.output
+    assert get_task("mini/maze/3").instruction in result.output
+    assert '"blocked_word":"wall"' in result.output
+    image = read_image(grid)
+    assert image.shape == (2 + 128 + 2, 2 + 2 * (128 + 2), 3)  # two 32 px frames at 4x
+
+
+def test_show_a_split_with_solution_videos(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["tasks", "show", "--split", "val", "-f", "pairs", "-n", "2", "--videos", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mini_pairs_1000000.gif",
+        "mini_pairs_1000001.gif",
+    ]
+
+
+def test_show_without_tasks_says_what_to_give() -> None:
+    result = runner.invoke(app, ["tasks", "show"])
+    assert result.exit_code != 0
+    assert "--split" in result.output
+
+
+def test_export_writes_question_folders(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["tasks", "export", "--split", "test", "-n", "1", "-o", str(tmp_path), "--scale", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    tasks, problems = load_questions(tmp_path)
+    assert problems == {} and len(tasks) == 4
+    assert {t.seed for t in tasks} == {2000000}
+
+
+def test_check_scores_a_video_file(tmp_path: Path) -> None:
+    task = get_task("mini/navigate/6")
+    good = write_video(tmp_path / "good.mp4", task.solution)
+    bad = write_video(tmp_path / "bad.gif", perturb(task, "through_obstacle", 0))
+    result = runner.invoke(app, ["tasks", "check", task.task_id, str(good)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["passed"] is True
+    verdict = json.loads(runner.invoke(app, ["tasks", "check", task.task_id, str(bad)]).output)
+    assert verdict["criteria"]["followed_rule"] == 0.0
+    missing = runner.invoke(app, ["tasks", "check", task.task_id, str(tmp_path / "none.mp4")])
+    assert missing.exit_code == 1 and "no such video file" in missing.output
+    unknown = runner.invoke(app, ["tasks", "check", "mini/chess/1", str(good)])
+    assert unknown.exit_code == 1 and "names no family" in unknown.output
