@@ -239,3 +239,21 @@ def test_model_saved_to_a_folder_loads_back_as_source(tmp_path) -> None:
     reasoner.lora.attach(reasoner.config.lora)
     with pytest.raises(RuntimeError, match="remove the LoRA"):
         reasoner.save_pretrained(tmp_path / "again")
+
+
+@pytest.mark.parametrize("mode", ["first", "all"])
+def test_block_gradient_checkpointing_gives_the_same_lora_gradients(mode) -> None:
+    grads = []
+    for checkpointing in (False, True):
+        reasoner = _build(TINY_TI2V, gradient_checkpointing=checkpointing)
+        assert reasoner.transformer.gradient_checkpointing is checkpointing
+        cond, noise, _ = _inputs(reasoner)
+        params = reasoner.lora.trainable_parameters()
+        with torch.no_grad():
+            for i, p in enumerate(params):
+                p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(i)))
+        reasoner.decode(reasoner.predict_latent(noise, cond, grad=mode)).mean().backward()
+        grads.append([p.grad for p in params])
+    assert all(g.abs().sum() > 0 for g in grads[1])
+    for plain, checkpointed in zip(grads[0], grads[1], strict=True):
+        torch.testing.assert_close(checkpointed, plain)
