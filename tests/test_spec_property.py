@@ -234,19 +234,19 @@ def _no_side_effects():
 outcomes: dict[str, int] = {"rejected": 0, "compiled": 0}
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=2000)
 @given(data=st.one_of(junk, st.dictionaries(texts, junk, max_size=8)))
 def test_random_values_are_rejected_clearly(data: Any) -> None:
     outcomes[validate_and_compile(data)] += 1
 
 
-@settings(max_examples=700)
+@settings(max_examples=700, deadline=2000)
 @given(data=mutated_spec())
 def test_plausible_and_broken_specs_compile_finite_or_are_rejected(data: Any) -> None:
     outcomes[validate_and_compile(data)] += 1
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=2000)
 @given(text=st.one_of(st.sampled_from(PAYLOADS), st.text(max_size=200)))
 def test_raw_tool_arguments_are_parsed_as_data(text: str) -> None:
     outcomes[validate_and_compile(text, as_json=True)] += 1
