@@ -144,9 +144,10 @@ def _read_mp4(path: Path) -> np.ndarray:
 def _read_gif(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
-            match = re.search(
-                rf"{GIF_TAG}(\d+)", image.info.get("comment", b"").decode(errors="ignore")
-            )
+            comment = image.info.get("comment", b"")
+            if isinstance(comment, bytes):
+                comment = comment.decode(errors="ignore")
+            match = re.search(rf"{GIF_TAG}(\d+)", comment)
             base_ms = int(match.group(1)) * 10 if match else None
             frames: list[np.ndarray] = []
             for frame in ImageSequence.Iterator(image):
