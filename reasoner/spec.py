@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from reasoner.checks.vocabulary import CHECK_KINDS, NAMED_COLORS, Check
+from reasoner.checks.vocabulary import CHECK_KINDS, CHECK_MODELS, NAMED_COLORS, Check
 from reasoner.spec_window import FrameWindow, SpecError
 
 __all__ = [
@@ -183,20 +183,10 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def _kinds_help() -> str:
-    from reasoner.checks import vocabulary
-
-    lines = []
-    for kind in CHECK_KINDS:
-        model = next(
-            m
-            for m in vars(vocabulary).values()
-            if isinstance(m, type)
-            and issubclass(m, BaseModel)
-            and "kind" in m.model_fields
-            and m.model_fields["kind"].annotation.__args__ == (kind,)
-        )
-        lines.append(f"    - {kind}: {(model.__doc__ or '').strip().splitlines()[0]}")
-    return "\n".join(lines)
+    return "\n".join(
+        f"    - {kind}: {(model.__doc__ or '').strip().splitlines()[0]}"
+        for kind, model in CHECK_MODELS.items()
+    )
 
 
 def _explain_one(error: dict[str, Any]) -> str:

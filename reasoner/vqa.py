@@ -202,7 +202,11 @@ class VQAScorer:
     def encode_frames(self, frames: torch.Tensor) -> tuple[VisionInput, object]:
         """Preprocess and run the vision encoder once; returns its input and output."""
         check_frames(frames)
-        vision = preprocess_video(frames.to(device=self.device, dtype=self.dtype), self.preprocess)
+        # Resize and normalise in float32 (bf16 would cost ~2 grey levels); the
+        # encoder casts the patches to its own dtype.
+        vision = preprocess_video(
+            frames.to(device=self.device, dtype=torch.float32), self.preprocess
+        )
         features = self.model.get_video_features(
             vision.pixel_values, vision.grid_thw, return_dict=True
         )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import torch
 import torch.nn.functional as F
 from pydantic import TypeAdapter
 
-from reasoner.checks import CHECK_KINDS, COMPILERS, Check, compile_check, ops
+from reasoner.checks import CHECK_KINDS, CHECK_MODELS, COMPILERS, Check, compile_check, ops
 from reasoner.checks.compile import first_frame_problems
 
 SIZE = 32
@@ -172,8 +172,12 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[], torch.Tensor], Callable[[], 
 }
 
 
-def test_every_kind_has_a_compiler_and_a_test_case() -> None:
+def test_every_kind_has_a_model_a_compiler_and_a_test_case() -> None:
     assert set(COMPILERS) == set(CHECK_KINDS) == set(CASES)
+    union_members = set(get_args(get_args(Check)[0]))  # the discriminated union's classes
+    assert union_members == set(CHECK_MODELS.values())
+    for kind, model in CHECK_MODELS.items():
+        assert model.model_fields["kind"].annotation.__args__ == (kind,)
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))

@@ -9,6 +9,7 @@ table keyed by the check's ``kind``.
 from reasoner.checks.compile import COMPILERS, CheckOutcome, CompiledCheck, compile_check
 from reasoner.checks.vocabulary import (
     CHECK_KINDS,
+    CHECK_MODELS,
     NAMED_COLORS,
     AvoidOverlap,
     BoxRegion,
@@ -27,6 +28,7 @@ from reasoner.checks.vocabulary import (
 
 __all__ = [
     "CHECK_KINDS",
+    "CHECK_MODELS",
     "COMPILERS",
     "NAMED_COLORS",
     "AvoidOverlap",

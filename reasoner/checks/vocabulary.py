@@ -354,13 +354,15 @@ Check = Annotated[
     Field(discriminator="kind"),
 ]
 
-CHECK_KINDS: tuple[str, ...] = (
-    "inside_region",
-    "outside_region",
-    "avoid_overlap",
-    "object_count",
-    "stays_one_blob",
-    "region_unchanged",
-    "reach_by_end",
-    "follows_path",
-)
+# kind -> model; the union above and this table list the same classes.
+CHECK_MODELS: dict[str, type[BaseModel]] = {
+    "inside_region": InsideRegion,
+    "outside_region": OutsideRegion,
+    "avoid_overlap": AvoidOverlap,
+    "object_count": ObjectCount,
+    "stays_one_blob": StaysOneBlob,
+    "region_unchanged": RegionUnchanged,
+    "reach_by_end": ReachByEnd,
+    "follows_path": FollowsPath,
+}
+CHECK_KINDS: tuple[str, ...] = tuple(CHECK_MODELS)
