@@ -250,6 +250,8 @@ def compile_spec(
     checks = list(enumerate(spec.checks)) if use_checks else []
     compiled = {i: compile_check(c, num_frames) for i, c in checks}
     if first_frame is not None:
+        if first_frame.ndim != 3 or first_frame.shape[0] != 3:
+            raise ConfigError(f"first_frame must be (3, H, W), got {tuple(first_frame.shape)}")
         for i, c in checks:
             if problem := first_frame_problems(c, first_frame):
                 raise SpecError(f"checks[{i}] ({c.kind}): {problem}")

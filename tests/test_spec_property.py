@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from reasoner.reward import compile_spec
 from reasoner.spec import RewardSpec, SpecError, explain_validation_error
 
 K = 5
-SENTINEL = Path("/tmp") / "vlm_teacher_spec_payload_ran"  # a payload would create this file
+# A payload that ran would create this file.
+SENTINEL = Path(tempfile.gettempdir()) / "vlm_teacher_spec_payload_ran"
 PAYLOADS = [
     f"__import__('os').system('touch {SENTINEL}')",
     f"open('{SENTINEL}', 'w').write('x')",
@@ -254,5 +256,7 @@ def test_raw_tool_arguments_are_parsed_as_data(text: str) -> None:
 
 def test_both_outcomes_were_exercised() -> None:
     # Runs after the property tests in this module (pytest keeps file order).
+    if sum(outcomes.values()) == 0:
+        pytest.skip("counts the property tests above; run the whole module")
     assert sum(outcomes.values()) >= 1000
     assert outcomes["compiled"] >= 100 and outcomes["rejected"] >= 300
