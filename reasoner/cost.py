@@ -67,7 +67,8 @@ class CostRecord:
 
     wall_seconds: float = 0.0
     vgm_forward_passes: int = 0
-    """Calls of the video model's transformer, with or without gradients."""
+    """Calls of the video model's transformer, with or without gradients (activation
+    checkpointing's recomputations in the backward pass count too: they are real work)."""
     teacher_calls: int = 0
     teacher_prompt_tokens: int = 0
     teacher_completion_tokens: int = 0
