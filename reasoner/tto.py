@@ -100,7 +100,10 @@ class TTOConfig(BaseModel):
         default=24, ge=1, description="K frames sampled uniformly for the spec (paper: 24)."
     )
     grad_clip: float | None = Field(
-        default=1.0, gt=0, description="Clip the LoRA gradient to this global norm; None: off."
+        default=1.0,
+        gt=0,
+        description="Clip the LoRA gradient to this global norm; None: off. "
+        "The paper gives none; 1.0 is a guard against a spike, rarely active.",
     )
     time_budget_s: float | None = Field(
         default=None,
