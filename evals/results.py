@@ -30,7 +30,14 @@ LOCK_FILE = ".lock"
 SCHEMA_VERSION = 1
 
 FailureKind = Literal[
-    "oom", "teacher_unavailable", "bad_video", "bad_input", "timeout", "worker_died", "error"
+    "oom",
+    "teacher_unavailable",
+    "judge_unavailable",
+    "bad_video",
+    "bad_input",
+    "timeout",
+    "worker_died",
+    "error",
 ]
 
 
