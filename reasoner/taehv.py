@@ -106,6 +106,31 @@ class TAEHVDecoder(nn.Module):
             ]
         layers += [nn.ReLU(), _conv3x3(w3, 3 * patch_size**2)]
         self.decoder = nn.Sequential(*layers)
+        self._init_untrained_weights()
+
+    @torch.no_grad()
+    def _init_untrained_weights(self) -> None:
+        """Give a decoder that no weight file will overwrite a usable random init.
+
+        PyTorch's default conv init shrinks the signal at each of the ~20 layers, so
+        an untrained decoder outputs a near-constant image sitting on the 0 clamp:
+        most pixels are exactly 0 and the gradient to the latents is ~1e-6 (tests,
+        the bench and random-init presets would then optimize nothing). He init
+        keeps the signal's scale through the ReLUs; damping the residual branches
+        and the output layer, and centring the output at mid-grey, keeps the frames
+        inside (0, 1) where the clamp passes gradients. Trained files replace all of it.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for module in self.modules():
+            if isinstance(module, MemoryBlock):
+                module.conv[-1].weight.mul_(0.2)
+        output = self.decoder[-1]
+        output.weight.mul_(0.05)
+        output.bias.fill_(0.5)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         if latents.ndim != 5 or latents.shape[2] != self.latent_channels:

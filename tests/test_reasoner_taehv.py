@@ -66,6 +66,21 @@ def test_decodes_wan_frame_counts_and_sizes_differentiably(patch, size) -> None:
     assert latents.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_untrained_decoder_is_not_degenerate(seed: int) -> None:
+    # An untrained surrogate (tiny presets, bench) must pass gradients: frames off the
+    # clamp boundaries and a latent gradient far above the ~1e-6 of PyTorch's default init.
+    torch.manual_seed(seed)
+    decoder = TAEHVDecoder(latent_channels=4, widths=TINY)
+    latents = torch.randn(1, 3, 4, 4, 4, requires_grad=True)
+    video = decoder(latents)
+    saturated = ((video <= 0) | (video >= 1)).float().mean()
+    assert saturated < 0.2
+    assert video.std() > 0.01
+    video.mean().backward()
+    assert latents.grad.abs().mean() > 1e-5
+
+
 def test_frame_t_depends_only_on_the_past() -> None:
     decoder = TAEHVDecoder(latent_channels=4, widths=TINY)
     latents = torch.randn(1, 3, 4, 4, 4)
