@@ -24,6 +24,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -88,22 +89,35 @@ class InProcessBackend:
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL this worker when the driver dies, however it dies."""
+def _die_with_driver(lifeline: Connection) -> None:
+    """Exit this worker the moment the driver is gone, however it died.
+
+    Only the driver holds the other end of `lifeline`, so its death reads as EOF
+    here, even while the main thread is busy in a job. (A parent-death signal is
+    not enough: under a fork server the parent is the server, which the workers
+    themselves keep alive.) On Linux the kernel also kills the worker when its
+    parent process dies.
+    """
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    # The driver may have died before prctl took effect.
-    if os.getppid() != parent_pid:
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv()  # the driver never sends: this returns only at its death
         os._exit(1)
 
+    threading.Thread(target=watch, name="driver-lifeline", daemon=True).start()
 
-def _worker_main(conn: Connection, payload: bytes, env: dict[str, str], parent_pid: int) -> None:
+
+def _worker_main(
+    conn: Connection, lifeline: Connection, payload: bytes, env: dict[str, str]
+) -> None:
     """Entry point of a local worker process: receive jobs, stream records back."""
-    _die_with_parent(parent_pid)
+    _die_with_driver(lifeline)
     # Set before the runner is unpickled, so that device selection
-    # (CUDA_VISIBLE_DEVICES) is in place before any model code is imported.
+    # (CUDA_VISIBLE_DEVICES) is in place before any model code touches CUDA.
     os.environ.update(env)
     runner: JobRunner = pickle.loads(payload)
     while True:
@@ -129,42 +143,69 @@ class _Slot:
     number: int
     process: Any = None
     conn: Connection | None = None
+    lifeline: Connection | None = None
     job: Job | None = None
     started: float = 0.0
 
 
+def _default_start_method() -> str:
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
 @dataclass
 class LocalBackend:
-    """A pool of `workers` spawned processes, each running one job at a time.
+    """A pool of `workers` processes, each running one job at a time.
 
     `devices` pins worker i to device `devices[i % len(devices)]` through
     `CUDA_VISIBLE_DEVICES`; `job_timeout_s` bounds one job's wall time (the worker
     is killed and replaced, the job recorded as a timeout).
+
+    Workers start from a fork server where the platform has one: it imports the
+    `preload` modules (torch, the model code) once, and each worker is a fork of
+    it, so N workers do not each spend seconds importing. The fork server never
+    touches CUDA, so forking from it is safe; elsewhere workers are spawned.
     """
 
     workers: int = 1
     devices: Sequence[str] = ()
     job_timeout_s: float | None = None
     env: dict[str, str] = field(default_factory=dict)
+    preload: Sequence[str] = ()
+    start_method: str = field(default_factory=_default_start_method)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"LocalBackend needs workers >= 1, got {self.workers}")
+        if self.start_method not in ("forkserver", "spawn"):
+            # Plain fork would copy a driver that may hold CUDA state or threads.
+            raise ValueError(
+                f"start_method must be 'forkserver' or 'spawn', not {self.start_method!r}"
+            )
+
+    def _context(self) -> Any:
+        ctx = mp.get_context(self.start_method)
+        if self.start_method == "forkserver" and self.preload:
+            # Takes effect when this process starts its fork server (once per process).
+            ctx.set_forkserver_preload(["__main__", *self.preload])
+        return ctx
 
     def _start(self, ctx: Any, slot: _Slot, payload: bytes) -> None:
         env = dict(self.env)
         if self.devices:
             env["CUDA_VISIBLE_DEVICES"] = self.devices[slot.number % len(self.devices)]
         parent_end, child_end = ctx.Pipe(duplex=True)
+        life_read, life_write = ctx.Pipe(duplex=False)
         process = ctx.Process(
             target=_worker_main,
-            args=(child_end, payload, env, os.getpid()),
+            args=(child_end, life_read, payload, env),
             name=f"vlm-teacher-eval-worker-{slot.number}",
             daemon=True,
         )
         process.start()
-        child_end.close()  # so the worker's death shows up as EOF on our end
-        slot.process, slot.conn, slot.job = process, parent_end, None
+        # Our copies of the worker's ends go, so each side's death is the other's EOF.
+        child_end.close()
+        life_read.close()
+        slot.process, slot.conn, slot.lifeline, slot.job = process, parent_end, life_write, None
 
     @staticmethod
     def _stop(slot: _Slot, kill: bool) -> None:
@@ -173,16 +214,17 @@ class LocalBackend:
         if kill and slot.process.is_alive():
             slot.process.kill()
         slot.process.join(timeout=10)
-        if slot.conn is not None:
-            slot.conn.close()
-        slot.process, slot.conn, slot.job = None, None, None
+        for end in (slot.conn, slot.lifeline):
+            if end is not None:
+                end.close()
+        slot.process, slot.conn, slot.lifeline, slot.job = None, None, None, None
 
     def run(
         self, jobs: Sequence[Job], runner: JobRunner, on_record: OnRecord, on_failed: OnJobFailed
     ) -> None:
         if not jobs:
             return
-        ctx = mp.get_context("spawn")
+        ctx = self._context()
         payload = pickle.dumps(runner)
         pending = deque(jobs)
         slots = [_Slot(number=i) for i in range(min(self.workers, len(jobs)))]

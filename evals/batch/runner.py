@@ -40,6 +40,9 @@ from evals.results import (
 from reasoner.errors import ConfigError
 
 MANIFEST = "batch.json"
+# Imported once by the local fork server, then shared by every worker it forks:
+# torch and the video model code are what make a worker slow to start.
+PRELOAD = ("torch", "reasoner.methods", "reasoner.video_model")
 # What makes two runs "the same batch": a folder is only ever resumed with these equal.
 _IDENTITY = ("suite", "seed", "size", "num_frames", "video_fps")
 
@@ -112,7 +115,9 @@ def make_backend(config: EvalConfig) -> Backend:
         workers = len(devices)
     else:
         workers = max(1, (os.cpu_count() or 1) // config.threads_per_worker)
-    return LocalBackend(workers=workers, devices=devices, job_timeout_s=config.job_timeout_s)
+    return LocalBackend(
+        workers=workers, devices=devices, job_timeout_s=config.job_timeout_s, preload=PRELOAD
+    )
 
 
 def _visible_gpus() -> list[str]:
