@@ -111,3 +111,23 @@ def test_one_writer_at_a_time_and_the_lock_dies_with_its_process(tmp_path: Path)
 def test_append_needs_an_open_store(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match="open_for_append"):
         ResultsStore(tmp_path).append(record("a", "base"))
+
+
+def test_progress_shows_counts_failures_rate_and_eta() -> None:
+    import io
+    import time
+
+    from rich.console import Console
+
+    from evals.batch.progress import BatchProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=160, color_system=None)
+    with BatchProgress(4, "eval mini:test", console=console) as progress:
+        for ok in (True, False, True):
+            time.sleep(0.05)
+            progress.advance(ok)
+    # The last state drawn (the terminal output ends with cursor control codes).
+    text = [line for line in buffer.getvalue().splitlines() if "eval mini:test" in line][-1]
+    assert "eval mini:test" in text and "3/4" in text and "1 failed" in text
+    assert "rec/min" in text and "ETA" in text and "0:00:0" in text

@@ -34,7 +34,9 @@ class RateColumn(ProgressColumn):
 class BatchProgress:
     """`advance(ok)` once per record; shows done/total, failures, rate, elapsed and ETA."""
 
-    def __init__(self, total: int, description: str, enabled: bool = True) -> None:
+    def __init__(
+        self, total: int, description: str, enabled: bool = True, console: Console | None = None
+    ) -> None:
         self.failed = 0
         self._description = description
         self._progress = Progress(
@@ -46,7 +48,7 @@ class BatchProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=console or Console(stderr=True),
             disable=not enabled,
             # A batch runs for hours: average the rate over many records, not a few.
             speed_estimate_period=600.0,
