@@ -128,6 +128,12 @@ class OpenAITeacher:
                     raise TeacherError("budget", "wall-clock budget spent on retries") from err
             except RetryError as err:
                 last = err.last_attempt.exception()
+                if attempts < cfg.max_attempts:  # stopped by the deadline, not the count
+                    raise TeacherError(
+                        "budget",
+                        f"wall-clock budget spent after {attempts} attempts "
+                        f"(last: {_as_teacher_error(last, attempts)})",
+                    ) from last
                 raise _as_teacher_error(last, attempts) from last
             except openai.APIStatusError as err:  # not transient: 4xx
                 raise _as_teacher_error(err, attempts) from err

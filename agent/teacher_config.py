@@ -13,6 +13,21 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from reasoner.errors import ConfigError
 
 
+class OfflinePolicyConfig(BaseModel):
+    """Knobs of the offline teacher's policy (see `agent.offline_teacher`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    burst: int = Field(default=5, ge=1, description="LoRA steps it asks for per optimize call.")
+    converge_rel: float = Field(
+        default=0.02,
+        ge=0,
+        lt=1,
+        description="A burst that lowers the loss by less than this fraction has converged.",
+    )
+    max_revisions: int = Field(default=2, ge=0, description="Spec revisions it may make.")
+
+
 class TeacherConfig(BaseModel):
     """Teacher endpoint, retry policy and context limits."""
 
@@ -77,6 +92,11 @@ class TeacherConfig(BaseModel):
         default=20000,
         ge=100,
         description="Longer teacher text is cut to this many characters before it enters history.",
+    )
+
+    offline: OfflinePolicyConfig = Field(
+        default_factory=OfflinePolicyConfig,
+        description="Policy of the offline teacher (used only with kind: offline).",
     )
 
     @model_validator(mode="after")
