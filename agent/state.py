@@ -33,7 +33,7 @@ class TaskInput(TypedDict):
 
     task_id: str
     instruction: str
-    first_frame: str  # run-relative path of the first frame (PNG)
+    first_frame: str | None  # run-relative path of the first frame (PNG); None: text only
     num_frames: int
     height: int
     width: int

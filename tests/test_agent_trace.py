@@ -48,8 +48,9 @@ def test_prompts_render_strictly() -> None:
         num_frames=17,
         width=32,
         height=32,
+        has_frame=True,
     )
-    assert "Guide the green agent" in text and "17 frames of 32x32" in text
+    assert "Guide the green agent" in text and "attached" in text and "17 frames of 32x32" in text
     with pytest.raises(jinja2.UndefinedError):
         render("teacher", "task", task_id="x")
     system = render(

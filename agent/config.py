@@ -1,0 +1,187 @@
+"""One YAML file per agent setup: teacher, reasoner, scorer, optimizer, budgets.
+
+    teacher:   who answers (`kind: offline` or an OpenAI-compatible endpoint)
+    reasoner:  the video model (a `reasoner.config.ReasonerConfig` mapping, or the
+               path of a reasoner YAML relative to this file)
+    scorer:    the VQA model that turns queries into losses (or none: checks only)
+    tto:       the test-time optimizer (learning rate, tau, K frames, ...)
+    budgets:   teacher turns, LoRA steps, wall clock, tolerated mistakes
+    tools:     limits of the tools (burst length, frames per inspection, ...)
+
+Swapping the teacher is `teacher.model` / `teacher.base_url`; the API key is
+read from the environment variable `teacher.api_key_env` names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.teacher_config import TeacherConfig
+from reasoner.config import ReasonerConfig, format_validation_error, load_reasoner_config
+from reasoner.errors import ConfigError
+from reasoner.tto import TTOConfig
+from reasoner.vqa import VQAScorerConfig
+
+TINY_SCORERS = ("tiny:qwen3_vl", "tiny:qwen2_5_vl")
+
+
+class ScorerConfig(BaseModel):
+    """The frozen VLM that scores yes/no queries (the paper uses the teacher's weights)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field(
+        default="tiny:qwen3_vl",
+        description=(
+            "A Qwen2.5-VL / Qwen3-VL checkpoint (hub id or local folder), "
+            "'tiny:qwen3_vl' / 'tiny:qwen2_5_vl' for a random-init model of the real class "
+            "(placeholder until trained weights exist), or null for checks only."
+        ),
+    )
+    dtype: Literal["float32", "bfloat16"] = Field(
+        default="float32", description="Scorer dtype (bfloat16 on GPU)."
+    )
+    device: str = Field(default="cpu", description="torch device of the scorer.")
+    include: Literal["all", "queries", "checks"] = Field(
+        default="all",
+        description="Which spec terms are optimized: all, VQA queries only, or checks only.",
+    )
+    query_pass_p: float = Field(
+        default=0.5, gt=0, lt=1, description="A query passes when P(Yes) reaches this."
+    )
+    normalize_yes_no: bool = Field(
+        default=False, description="Loss on P(Yes)/(P(Yes)+P(No)) instead of P(Yes)."
+    )
+    vqa: VQAScorerConfig = Field(
+        default_factory=VQAScorerConfig, description="How questions are asked."
+    )
+
+    @model_validator(mode="after")
+    def _checks_only_without_model(self) -> ScorerConfig:
+        if self.source is None and self.include != "checks":
+            raise ConfigError(
+                "scorer.source is null (no VQA model) but scorer.include is "
+                f"{self.include!r}: set include: checks, or give a scorer source"
+            )
+        return self
+
+
+class BudgetConfig(BaseModel):
+    """Limits of one run; each one, when hit, ends the run with its own exit name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_turns: int = Field(default=30, ge=1, description="Teacher turns (exit budget_turns).")
+    max_lora_steps: int = Field(
+        default=40, ge=1, description="LoRA gradient steps in all bursts (exit budget_steps)."
+    )
+    wall_clock_s: float = Field(
+        default=900.0, gt=0, description="Seconds for the loop (exit budget_wall_clock)."
+    )
+    max_tool_errors: int = Field(
+        default=4, ge=1, description="Invalid tool calls in a row before exit tool_errors."
+    )
+    max_nudges: int = Field(
+        default=2, ge=0, description="Replies without a tool call in a row before no_tool_calls."
+    )
+
+
+class ToolsConfig(BaseModel):
+    """Limits of the tools that are not the teacher's to choose."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_burst: int = Field(default=10, ge=1, description="Most LoRA steps per optimize call.")
+    preview_frames: int = Field(
+        default=3, ge=1, le=16, description="Preview frames shown as images after a burst."
+    )
+    max_inspect_frames: int = Field(
+        default=8, ge=1, le=32, description="Most frames per inspect_frames call."
+    )
+    min_image_side: int = Field(
+        default=224,
+        ge=0,
+        description="Frames are enlarged (nearest) to at least this many pixels for the VLM.",
+    )
+
+
+class AgentConfig(BaseModel):
+    """A complete agent setup; see the module docstring."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="The teacher.")
+    reasoner: ReasonerConfig = Field(description="The video model, decoders and LoRA.")
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig, description="The VQA scorer.")
+    tto: TTOConfig = Field(
+        default_factory=TTOConfig,
+        description="Test-time optimizer; its max_steps follows budgets.max_lora_steps.",
+    )
+    budgets: BudgetConfig = Field(default_factory=BudgetConfig, description="Run limits.")
+    tools: ToolsConfig = Field(default_factory=ToolsConfig, description="Tool limits.")
+    out_dir: str = Field(default="runs", description="Folder that receives one folder per run.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentConfig:
+        steps = self.budgets.max_lora_steps
+        if "max_steps" in self.tto.model_fields_set and self.tto.max_steps != steps:
+            raise ConfigError(
+                f"tto.max_steps ({self.tto.max_steps}) differs from budgets.max_lora_steps "
+                f"({steps}): drop tto.max_steps, the agent's step budget sets it"
+            )
+        # The optimizer's own cap is the run's step budget (its closing evaluation
+        # then scores the last iterate).
+        self.tto = self.tto.model_copy(update={"max_steps": steps})
+        frames = self.reasoner.video_model.num_frames
+        if self.tto.num_frames > frames:
+            raise ConfigError(
+                f"tto.num_frames (K={self.tto.num_frames}) exceeds the video's "
+                f"{frames} frames: set tto.num_frames <= {frames}"
+            )
+        if self.tto.time_budget_s is not None:
+            raise ConfigError(
+                "tto.time_budget_s is not used by the agent: set budgets.wall_clock_s instead"
+            )
+        return self
+
+
+def agent_config_from_dict(
+    data: dict[str, Any], base_dir: Path | None = None, where: str = "config"
+) -> AgentConfig:
+    """Validate a mapping; a string `reasoner` is a reasoner YAML relative to `base_dir`."""
+    data = dict(data)
+    reasoner = data.get("reasoner")
+    if isinstance(reasoner, str):
+        path = Path(reasoner)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        data["reasoner"] = load_reasoner_config(path)
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, where)) from None
+
+
+def load_agent_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AgentConfig:
+    """Read an agent YAML and apply `overrides` (dotted keys, e.g. 'teacher.model')."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"agent config {path} does not exist; see configs/agent/ for examples")
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a YAML mapping with teacher/reasoner/... sections")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"cannot set {dotted}: {key} is not a section in {path}")
+        node[leaf] = value
+    return agent_config_from_dict(data, base_dir=path.parent, where=str(path))

@@ -1,0 +1,160 @@
+"""The teacher's tools called directly: schemas, argument errors, frames, resume of a session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from agent_support import SPEC, agent_config, drawn_task, reasoner, scorer
+from tiny_wan import one_torch_thread
+
+from tools.base import ToolError, ToolResult
+from tools.context import RunContext, ToolSettings
+from tools.registry import TOOLS, call_tool, tool_schemas
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    yield from one_torch_thread()
+
+
+def context(run_dir: Path, **settings: Any) -> RunContext:
+    config = agent_config()
+    return RunContext(
+        run_dir,
+        drawn_task(),
+        reasoner(),
+        scorer(),
+        config.tto,
+        ToolSettings(**{"max_lora_steps": 8, "min_image_side": 0, **settings}),
+    )
+
+
+def run(ctx: RunContext, name: str, args: dict[str, Any] | str, state: dict) -> ToolResult:
+    """Call a tool the way the graph does, folding its effects into a minimal state."""
+    ctx.sync(state)
+    result = call_tool(ctx, name, args if isinstance(args, str) else json.dumps(args))
+    if result.spec is not None:
+        state["specs"] = [*state.get("specs", []), {"spec": result.spec}]
+    state["videos"] = {**state.get("videos", {}), **result.videos}
+    state["lora_steps"] = state.get("lora_steps", 0) + result.steps
+    if result.session_file:
+        state["session_file"] = result.session_file
+    return result
+
+
+def test_every_tool_has_a_schema_a_model_can_follow() -> None:
+    schemas = {s["function"]["name"]: s["function"] for s in tool_schemas()}
+    assert (
+        set(schemas)
+        == set(TOOLS)
+        == {
+            "inspect_frames",
+            "write_reward_spec",
+            "revise_reward_spec",
+            "optimize",
+            "verify",
+            "finish",
+        }
+    )
+    for name, fn in schemas.items():
+        assert len(fn["description"]) > 40, name
+        props = fn["parameters"]["properties"]
+        for field, prop in props.items():
+            assert "description" in prop or "$ref" in prop or "anyOf" in prop, (name, field)
+    assert "goal" in schemas["write_reward_spec"]["parameters"]["properties"]
+
+
+def test_argument_mistakes_are_tool_errors_that_say_what_to_change(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    cases = {
+        ("paint", "{}"): "no tool 'paint'",
+        ("optimize", "{steps: 3}"): "not valid JSON",
+        ("optimize", "[3]"): "must be a JSON object",
+        ("optimize", '{"steps": 3, "lr": 1}'): "unknown argument",
+        ("optimize", '{"steps": 3}'): "write_reward_spec first",
+        ("inspect_frames", '{"video": "first_frame", "frames": [0], "times": [0.5]}'): "not both",
+        ("verify", '{"iterate": "worst"}'): "iterate",
+        ("finish", '{"decision": "accept", "reason": "ok", "video": "full-9"}'): "full-quality",
+        ("write_reward_spec", '{"rationale": "x"}'): "no goal",
+    }
+    state: dict[str, Any] = {}
+    ctx.sync(state)
+    for (name, raw), expected in cases.items():
+        with pytest.raises(ToolError, match=expected):
+            call_tool(ctx, name, raw)
+
+
+def test_inspect_frames_returns_images_and_numbers(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    state: dict[str, Any] = {}
+    ctx.sync(state)
+    frames = drawn_task().first_frame[None].repeat(5, axis=0).copy()
+    frames[4, :8, :8] = 0  # the last frame changes in one corner
+    state["videos"] = {"clip": ctx.add_video("clip", frames, kind="preview")}
+    result = run(ctx, "inspect_frames", {"video": "clip", "frames": [0, -1]}, state)
+    rows = result.data["frames"]
+    assert [r["frame"] for r in rows] == [0, 4]
+    assert rows[0]["change_from_first"] == 0.0
+    assert rows[1]["change_from_first"] > 0 and rows[1]["change_from_previous"] > 0
+    assert [i.caption for i in result.images] == ["clip frame 0", "clip frame 4"]
+    assert all((tmp_path / i.path).is_file() for i in result.images)
+    assert [
+        r["frame"] for r in run(ctx, "inspect_frames", {"video": "clip"}, state).data["frames"]
+    ] == [0, 1, 3, 4]
+    with pytest.raises(ToolError, match=r"valid: 0\.\.4"):
+        run(ctx, "inspect_frames", {"video": "clip", "frames": [7]}, state)
+
+
+def test_a_restored_session_continues_bit_identically(tmp_path: Path) -> None:
+    first = context(tmp_path / "run")
+    state: dict[str, Any] = {}
+    run(first, "write_reward_spec", SPEC, state)
+    burst = run(first, "optimize", {"steps": 2}, state)
+    assert burst.steps == 2 and burst.data["steps_left"] == 6
+    assert len(burst.data["terms"]) == 4 and burst.data["preview"] == "preview-1"
+    saved = json.loads(json.dumps(state))  # what the checkpoint holds after this burst
+
+    # The same process goes on ...
+    going_on = run(first, "optimize", {"steps": 3}, state).data["losses"]
+    params_on = [p.detach().clone() for p in reasoner().lora.trainable_parameters()]
+    # ... and a new context (a restarted process) restores the saved burst and redoes it.
+    second = context(tmp_path / "run")
+    resumed = run(second, "optimize", {"steps": 3}, saved).data["losses"]
+    params_resumed = [p.detach().clone() for p in reasoner().lora.trainable_parameters()]
+    assert resumed == going_on
+    assert all(torch.equal(a, b) for a, b in zip(params_on, params_resumed, strict=True))
+    assert second.session is not None and second.session.iterate == 5
+
+
+def test_verify_scores_every_term_on_a_full_quality_video(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    state: dict[str, Any] = {}
+    run(ctx, "write_reward_spec", SPEC, state)
+    result = run(ctx, "verify", {}, state)
+    names = [t["name"] for t in result.data["terms"]]
+    assert names == [
+        "goal",
+        "process[0]",
+        "check[0]:reach_by_end",
+        "check[1]:stays_one_blob",
+        "verifier[0]",
+    ]
+    assert result.data["video"] == "full-1" and state["videos"]["full-1"]["kind"] == "full"
+    assert result.data["passed"] == (not result.data["failed"])
+    assert ctx.video("full-1").shape[0] == drawn_task().num_frames  # all F frames, not K
+
+
+def test_step_budget_clips_and_then_refuses(tmp_path: Path) -> None:
+    from tools.optimize import StepBudgetSpent
+
+    ctx = context(tmp_path, max_lora_steps=3, max_burst=2)
+    state: dict[str, Any] = {}
+    run(ctx, "write_reward_spec", SPEC, state)
+    assert run(ctx, "optimize", {"steps": 5}, state).steps == 2  # per-call limit
+    assert run(ctx, "optimize", {"steps": 5}, state).steps == 1  # budget
+    with pytest.raises(StepBudgetSpent):
+        run(ctx, "optimize", {"steps": 1}, state)
