@@ -137,7 +137,6 @@ class MiniSuite:
     split: str
     size: int
     num_frames: int
-    vbvr_model_prefix: str = ""
 
     @property
     def spec(self) -> str:
