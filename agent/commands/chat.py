@@ -1,0 +1,84 @@
+"""`vlm-teacher chat`: talk with the agent about one task (see agent/chat.py)."""
+
+from __future__ import annotations
+
+import shutil
+
+import typer
+
+from agent.commands.agent_options import (
+    ConfigOpt,
+    FreshOpt,
+    MaxStepsOpt,
+    OutOpt,
+    RunNameOpt,
+    TaskOpt,
+    TeacherModelOpt,
+    TeacherUrlOpt,
+    ThreadsOpt,
+    WallClockOpt,
+)
+
+
+def chat(
+    config: ConfigOpt,
+    task: TaskOpt,
+    out: OutOpt = None,
+    run_name: RunNameOpt = None,
+    fresh: FreshOpt = False,
+    teacher_model: TeacherModelOpt = None,
+    teacher_url: TeacherUrlOpt = None,
+    max_steps: MaxStepsOpt = None,
+    wall_clock: WallClockOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Chat with the teacher about one task: review its spec, ask, ask for steps, stop."""
+    import torch
+    from rich.console import Console
+
+    from agent.chat import chat_loop
+    from agent.components import build_reasoner, build_scorer, build_teacher
+    from agent.display import EventPrinter, print_summary
+    from agent.launch import load_config, load_task, run_dir, task_view
+    from agent.run import AgentSession
+    from reasoner.errors import ConfigError
+
+    console = Console()
+    try:
+        cfg = load_config(
+            config,
+            teacher_model=teacher_model,
+            teacher_url=teacher_url,
+            max_steps=max_steps,
+            wall_clock=wall_clock,
+            out=out,
+        )
+        the_task = load_task(task, cfg)
+    except (ConfigError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(code=2) from None
+    folder = run_dir(cfg, the_task.task_id, run_name)
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    console.print(
+        f"[bold]{the_task.task_id}[/bold]: {the_task.instruction}\n"
+        "[dim]Enter: let the teacher go on · /spec: show the spec · /stop: end the run · "
+        "/quit: leave (resume later)[/dim]"
+    )
+    with AgentSession(
+        cfg,
+        task_view(the_task),
+        folder,
+        reasoner=build_reasoner(cfg),
+        scorer=build_scorer(cfg.scorer),
+        teacher=build_teacher(cfg.teacher),
+        interactive=True,
+        on_event=EventPrinter(console, cfg.budgets.max_lora_steps, full_text=True),
+    ) as session:
+        finished = chat_loop(session, ask=console.input, show=console.print)
+        if finished:
+            print_summary(console, session.outcome())
+        else:
+            console.print(f"paused; run the same command again to resume ({folder})")
