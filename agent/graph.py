@@ -508,7 +508,8 @@ def build_graph(deps: AgentDeps, checkpointer: Any = None) -> Any:
         """Per-term loss / P(Yes) / pass of the final video under the current spec."""
         if ctx.reward is None:
             return None
-        video = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+        # On the reasoner's device, where the optimizer scores its frames too.
+        video = torch.from_numpy(frames).to(ctx.reasoner.device).permute(0, 3, 1, 2) / 255.0
         k_frames = sample_frames(video, ctx.reward.num_frames)
         with torch.no_grad():
             scored = ctx.reward(k_frames).as_dict()

@@ -3,9 +3,12 @@
     method = AgentMethod(config, reasoner, scorer, teacher, out_dir="runs/agent")
     output = method(Condition(prompt, image, seed, key="mini/maze/3"))
 
-Each condition runs in its own folder (named from `key`, else the seed), with
-its trace and checkpoint; calling again on a finished folder reports the
-earlier result instead of running again, so a batch can be resumed.
+Each condition runs in its own folder — `out_dir/<key>` (else the seed), or the
+`run_dir` a batch runner passes (`evals.batch.methods.BatchMethod`) — with its
+trace and checkpoint; calling again on a finished folder reports the earlier
+result instead of running again, so a batch can be resumed. `details` carries
+the keys the batch summary reads: `exit_reason`, `history` (one `loss` per
+LoRA step evaluation) and `trace` (relative to the run folder).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ class AgentMethod:
         self.teacher = teacher
         self.out_dir = Path(out_dir)
 
-    def __call__(self, cond: Condition) -> MethodOutput:
+    def __call__(self, cond: Condition, run_dir: Path | None = None) -> MethodOutput:
         vm = self.config.reasoner.video_model
         frame = None if cond.image is None else to_uint8(cond.image[None])[0]
         task = TaskView(
@@ -57,7 +60,7 @@ class AgentMethod:
             num_frames=vm.num_frames,
             seed=cond.seed,
         )
-        run_dir = self.out_dir / run_name(task.task_id)
+        run_dir = Path(run_dir) if run_dir is not None else self.out_dir / run_name(task.task_id)
         with CostMeter(self.reasoner.transformer, [self.teacher]) as meter:
             outcome = run_task(
                 self.config,
@@ -79,9 +82,15 @@ class AgentMethod:
             cost=meter.record(optimization_steps=state["lora_steps"], samples=renders),
             method=self.name,
             details={
-                "exit": outcome.exit,
+                "exit_reason": outcome.exit["reason"],
+                "exit_detail": outcome.exit["detail"],
+                "history": [
+                    {"loss": record["loss"], "spec_version": record["spec_version"]}
+                    for burst in state["bursts"]
+                    for record in burst["records"]
+                ],
                 "run_dir": str(run_dir),
-                "trace": str(run_dir / "trace.jsonl"),
+                "trace": "trace.jsonl",
                 "lora_steps": state["lora_steps"],
                 "turns": state["turns"],
                 "specs": [s["spec"] for s in state["specs"]],

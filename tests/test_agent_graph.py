@@ -183,3 +183,22 @@ def test_finished_run_is_reported_not_rerun(tmp_path: Path) -> None:
     assert len(server.requests) == 1
     assert again.exit == first.exit and again.result == first.result
     assert drawn_task().task_id in json.dumps(again.state["task"])
+
+
+def test_the_api_key_never_reaches_the_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-agent-test-" + "7" * 24
+    monkeypatch.setenv("AGENT_TEST_KEY", secret)
+    script = [
+        call("write_reward_spec", SPEC),
+        call("optimize", {"steps": 1}),
+        call("finish", {"decision": "give_up", "reason": "done"}),
+    ]
+    with ScriptedServer(script) as server:
+        run_scripted(server.base_url, tmp_path / "run", api_key_env="AGENT_TEST_KEY")
+    assert all(h["authorization"] == f"Bearer {secret}" for h in server.headers)
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert any(p.name == "checkpoints.sqlite" for p in files)
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path

@@ -31,11 +31,12 @@ def test_agent_method_returns_video_cost_and_details(tmp_path: Path) -> None:
     output = method(cond)
     assert output.method == "agent"
     assert output.video.shape == (FRAMES, 3, SIZE, SIZE)
-    assert output.details["exit"]["reason"] in ("accepted", "gave_up")
+    assert output.details["exit_reason"] in ("accepted", "gave_up")
+    assert len(output.details["history"]) >= 4  # one loss per evaluated iterate
     assert output.cost.optimization_steps == output.details["lora_steps"] == 4
     assert output.cost.teacher_calls == output.details["turns"] > 0
     assert output.cost.vgm_forward_passes > 4 and output.cost.samples >= 1
-    assert Path(output.details["trace"]).is_file()
+    assert (Path(output.details["run_dir"]) / output.details["trace"]).is_file()
     # The shared model is left with a fresh LoRA (zero effect) ...
     assert all(
         float(p.detach().abs().sum()) == 0.0
@@ -45,4 +46,8 @@ def test_agent_method_returns_video_cost_and_details(tmp_path: Path) -> None:
     # ... and calling again on the same condition reports the finished run.
     again = method(cond)
     assert torch.equal(again.video, output.video)
-    assert again.cost.teacher_calls == 0 and again.details["exit"] == output.details["exit"]
+    assert again.cost.teacher_calls == 0
+    assert again.details["exit_reason"] == output.details["exit_reason"]
+    # A batch runner chooses the folder itself.
+    batch = method(Condition(cond.prompt, cond.image, seed=3, key="x"), tmp_path / "batch" / "x")
+    assert (tmp_path / "batch" / "x" / batch.details["trace"]).is_file()
