@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import imageio.v2 as imageio
 import numpy as np
 import pytest
 
 from evals.report import build_report, loss_curve_svg, render_markdown, write_report
 from evals.results import EvalRecord, Failure, ResultsStore
+from evals.video_io import write_video
 
 
 def write_mp4(path: Path, seed: int, frames: int = 9, size: int = 32) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A video written the way the batch writes its outputs (evals.video_io)."""
     rng = np.random.default_rng(seed)
     video = rng.integers(0, 256, size=(frames, size, size, 3), dtype=np.uint8)
-    imageio.mimwrite(path, list(video), fps=8, codec="libx264", macro_block_size=16)
+    write_video(path, video, fps=8)
 
 
 def make_batch(folder: Path) -> list[EvalRecord]:
