@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
     from agent.config import AgentConfig
     from evals.batch.methods import BatchMethod
-    from reasoner.methods import Condition, MethodOutput
     from reasoner.spec import RewardSpec
 
 METHOD_NAMES = ("base", "best_of_n", "solver", "teacher")
@@ -259,73 +258,6 @@ class IncludeOnly:
         return spec
 
 
-@dataclass
-class AgentRun:
-    """The agentic teacher as a batch method: one agent run per instance, in its run folder.
-
-    Like `agent.method.AgentMethod`, but the run goes in the folder the batch
-    gives it, and the record gets the loss of every LoRA step (for the report's
-    curves) and the run's named exit.
-    """
-
-    parts: Components
-
-    def __call__(self, cond: Condition, run_dir: Path) -> MethodOutput:
-        import numpy as np
-
-        from agent.run import run_task
-        from evals.video_io import to_tensor
-        from reasoner.cost import CostMeter
-        from reasoner.methods import MethodOutput
-        from tools.context import TaskView
-
-        parts = self.parts
-        view = TaskView(
-            task_id=cond.key or f"seed-{cond.seed}",
-            instruction=cond.prompt,
-            first_frame=_frame(cond.image),
-            num_frames=parts.config.reasoner.video_model.num_frames,
-            seed=cond.seed,
-        )
-        with CostMeter(parts.reasoner.transformer, [parts.teacher]) as meter:
-            outcome = run_task(
-                parts.config,
-                view,
-                run_dir,
-                reasoner=parts.reasoner,
-                scorer=parts.scorer,
-                teacher=parts.teacher,
-            )
-        state = outcome.state
-        losses = [
-            record["loss"]
-            for burst in state["bursts"]
-            for record in burst.get("records") or []
-            if "loss" in record
-        ]
-        # Full-quality renders: one per verify, plus the final one unless it reused one.
-        renders = len(state["verifications"]) + (
-            0 if outcome.result["source"] in state["videos"] else 1
-        )
-        # The run keeps its videos exactly, as uint8 (F, H, W, 3) .npy files.
-        frames = np.load(outcome.video_path, allow_pickle=False)
-        exit_ = outcome.exit or {}
-        return MethodOutput(
-            video=to_tensor(frames),
-            cost=meter.record(optimization_steps=state["lora_steps"], samples=renders),
-            method="teacher",
-            details={
-                "exit_reason": exit_.get("reason"),
-                "exit_detail": exit_.get("detail"),
-                "history": [{"loss": loss} for loss in losses],
-                "turns": state["turns"],
-                "specs": [s["spec"] for s in state["specs"]],
-                "result": outcome.result,
-                "trace": "trace.jsonl",
-            },
-        )
-
-
 @dataclass(frozen=True)
 class MethodFactory:
     """Builds one named method in the process that runs it (picklable)."""
@@ -362,7 +294,12 @@ class MethodFactory:
         if self.name == "solver":
             rewriter = TeacherPrompter(parts.teacher, budget)
             return PlainMethod(SolverMethod(parts.reasoner, rewriter, rounds=options.solver.rounds))
-        return AgentRun(parts)
+        from agent.method import AgentMethod
+
+        # The batch hands each call its run folder; `out_dir` is only the fallback.
+        return AgentMethod(
+            parts.config, parts.reasoner, parts.scorer, parts.teacher, parts.config.out_dir
+        )
 
 
 def method_factories(
