@@ -183,7 +183,7 @@ def loss_curve_svg(curve: Sequence[float | None], width: int = 220, height: int 
     )
     label = (
         f'<text x="{width - pad}" y="{height - 2}" font-size="9" text-anchor="end">'
-        f"{len(curve)} steps, {finite[0]:.3g} → {finite[-1]:.3g}</text>"
+        f"loss, {len(curve)} evals: {finite[0]:.3g} → {finite[-1]:.3g}</text>"
     )
     return (
         f'<svg class="curve" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '

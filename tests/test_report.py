@@ -126,7 +126,7 @@ def test_html_holds_videos_side_by_side_escaped_text_and_trace_links(tmp_path: P
 
 def test_loss_curve_svg_breaks_at_non_finite_steps() -> None:
     svg = loss_curve_svg([1.0, 0.5, None, 0.25])
-    assert svg is not None and svg.count("<polyline") == 2 and "4 steps, 1 → 0.25" in svg
+    assert svg is not None and svg.count("<polyline") == 2 and "loss, 4 evals: 1 → 0.25" in svg
     assert loss_curve_svg([None]) is None
 
 
