@@ -36,7 +36,7 @@ from langgraph.types import interrupt
 from agent.config import BudgetConfig
 from agent.state import AgentState, ExitReason, TaskInput
 from agent.teacher import Teacher, TeacherError
-from agent.trace import TraceWriter
+from agent.trace import TraceWriter, finite_json
 from evals.video_io import write_video
 from prompts.loader import load_prompts, render
 from reasoner.frames import sample_frames
@@ -319,7 +319,8 @@ def build_graph(deps: AgentDeps, checkpointer: Any = None) -> Any:
 
         messages = list(state["messages"])
         images = list(state.get("pending_images") or [])
-        content = json.dumps(result.data if result else {"error": error}, allow_nan=False)
+        # A skipped (non-finite) step has a NaN loss: the teacher reads it as null.
+        content = json.dumps(finite_json(result.data if result else {"error": error}))
         messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
         if result is not None:
             update["tool_errors"] = 0

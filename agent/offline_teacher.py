@@ -237,8 +237,8 @@ class OfflineTeacher:
 
 
 def _reached_tau(burst: dict[str, Any]) -> bool:
-    tau = burst.get("tau")
-    return tau is not None and burst["latest"]["loss"] <= tau
+    tau, loss = burst.get("tau"), burst["latest"]["loss"]
+    return tau is not None and loss is not None and loss <= tau
 
 
 def _converged(burst: dict[str, Any], policy: OfflinePolicyConfig) -> bool:

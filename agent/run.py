@@ -113,7 +113,8 @@ class AgentSession:
         )
         self.graph = build_graph(deps, SqliteSaver(self._conn))
         # Our budgets bound the loop; LangGraph's own step limit only guards against bugs.
-        limit = config.budgets.max_turns * (MAX_CALLS_PER_TURN + 3) + 20
+        # Per turn: the teacher, each call (and its review in a chat), a human pause.
+        limit = config.budgets.max_turns * (2 * MAX_CALLS_PER_TURN + 3) + 20
         self.graph_config = {
             "configurable": {"thread_id": self.run_dir.name},
             "recursion_limit": limit,

@@ -20,14 +20,14 @@ from typing import Any
 TRACE_FILE = "trace.jsonl"
 
 
-def _finite(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
     """JSON has no NaN/Inf: write them as null so any reader can load the trace."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): finite_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite_json(v) for v in value]
     return value
 
 
@@ -52,7 +52,7 @@ class TraceWriter:
     def write(self, event: str, **fields: Any) -> int:
         """Append one event; returns the number of lines now in the trace."""
         record = {"event": event, "time": round(time.time(), 3), **fields}
-        line = json.dumps(_finite(record), ensure_ascii=False, allow_nan=False)
+        line = json.dumps(finite_json(record), ensure_ascii=False, allow_nan=False)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
