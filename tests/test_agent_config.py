@@ -1,0 +1,73 @@
+"""Agent configs: the shipped ones validate, the teacher swap is one line, bad ones explain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.config import load_agent_config
+from agent.launch import load_config
+from reasoner.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "agent"
+
+
+@pytest.mark.parametrize("name", ["embedded", "vllm-qwen3vl4b-wan22-5b", "small-gpu-wan21-1.3b"])
+def test_shipped_configs_validate_and_fit_the_mini_world(name: str) -> None:
+    config = load_agent_config(CONFIGS / f"{name}.yaml")
+    vm = config.reasoner.video_model
+    assert vm.height == vm.width <= 512  # mini-world tasks are square, at most 512 px
+    assert config.tto.max_steps == config.budgets.max_lora_steps
+    assert config.tto.num_frames <= vm.num_frames
+    if config.teacher.kind == "openai":
+        assert config.teacher.base_url and config.teacher.api_key_env
+
+
+def test_swapping_the_teacher_is_one_line(tmp_path: Path) -> None:
+    text = (CONFIGS / "vllm-qwen3vl4b-wan22-5b.yaml").read_text()
+    swapped = tmp_path / "swapped.yaml"
+    swapped.write_text(
+        text.replace("model: Qwen/Qwen3-VL-4B-Instruct", "model: Qwen/Qwen3-VL-8B-Instruct", 1)
+    )
+    lines = zip(text.splitlines(), swapped.read_text().splitlines(), strict=True)
+    changed = [a for a, b in lines if a != b]
+    assert len(changed) == 1
+    a = load_agent_config(CONFIGS / "vllm-qwen3vl4b-wan22-5b.yaml")
+    b = load_agent_config(swapped)
+    assert b.teacher.model == "Qwen/Qwen3-VL-8B-Instruct"
+    assert a.model_dump() | {"teacher": None} == b.model_dump() | {"teacher": None}
+    assert a.teacher.model_copy(update={"model": b.teacher.model}) == b.teacher
+    # The same from the command line.
+    c = load_config(
+        CONFIGS / "embedded.yaml",
+        teacher_url="http://gpu-box:8000/v1",
+        teacher_model="Qwen/Qwen3-VL-8B-Instruct",
+    )
+    assert (c.teacher.kind, c.teacher.base_url) == ("openai", "http://gpu-box:8000/v1")
+
+
+def bad(tmp_path: Path, **changes: object) -> str:
+    """The error of the embedded config with `section__field=value` changes."""
+    data = yaml.safe_load((CONFIGS / "embedded.yaml").read_text())
+    data["reasoner"] = str(CONFIGS.parent / "reasoner" / "tiny-pixel.yaml")
+    for dotted, value in changes.items():
+        section, field = dotted.split("__")
+        data.setdefault(section, {})[field] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_agent_config(path)
+    return str(err.value)
+
+
+def test_bad_configs_say_what_to_change(tmp_path: Path) -> None:
+    assert "budgets.max_lora_steps" in bad(tmp_path, tto__max_steps=3)
+    assert "tto.num_frames" in bad(tmp_path, tto__num_frames=40)
+    assert "base_url" in bad(tmp_path, teacher__kind="openai")
+    assert "include: checks" in bad(tmp_path, scorer__source=None)
+    assert "unknown field" in bad(tmp_path, teacher__api_key="sk-inline-secret")
+    assert "wall_clock_s" in bad(tmp_path, tto__time_budget_s=10.0)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_agent_config(tmp_path / "missing.yaml")
