@@ -67,6 +67,8 @@ def print_summary(
     """Exit reason, steps, seconds, per-query P(Yes), and where the files are."""
     result = outcome.result
     table = Table(title=f"run {outcome.run_dir.name}", show_header=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # paths wrap, never cut with an ellipsis
     table.add_row("exit", escape(f"{outcome.exit['reason']}: {outcome.exit['detail']}"))
     table.add_row("LoRA steps", str(result["lora_steps"]))
     table.add_row("teacher turns", str(result["turns"]))

@@ -144,8 +144,7 @@ class AgentSession:
 
     @property
     def finished(self) -> bool:
-        snapshot = self.graph.get_state(self.graph_config)
-        return bool(snapshot.values.get("result")) and not snapshot.next
+        return bool(self.graph.get_state(self.graph_config).values.get("result"))
 
     def advance(self, resume: Any = None) -> dict[str, Any] | None:
         """Run until the graph ends or asks the user; returns the question, or None at the end.
@@ -160,15 +159,22 @@ class AgentSession:
         elif not snapshot.values:
             self.trace.truncate(0)
             run_input = {"task": self._input()}
-        elif not snapshot.next:
+        elif snapshot.values.get("result"):
             return None  # finished earlier
         else:
+            # Unfinished. `next` may be empty: a step that completed just before a
+            # kill has its writes saved (already in `values`) but no checkpoint after
+            # it yet; streaming on applies them and continues.
             waiting = self.pending_interrupt()
             if waiting is not None:
                 return waiting
             self.trace.truncate(int(snapshot.values.get("trace_lines", 0)))
             run_input = None
-        for _ in self.graph.stream(run_input, self.graph_config, stream_mode="updates"):
+        # "sync": each step's checkpoint is on disk before the next step starts, so a
+        # kill loses at most the step in flight (the default writes in the background).
+        for _ in self.graph.stream(
+            run_input, self.graph_config, stream_mode="updates", durability="sync"
+        ):
             pass
         return self.pending_interrupt()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from tiny_vlm import tiny_scorer
 from tiny_wan import tiny_config
 
@@ -140,3 +141,31 @@ def assert_complete_trace(outcome: RunOutcome) -> list[dict[str, Any]]:
     video = np.load(outcome.video_path)
     assert video.shape == (FRAMES, SIZE, SIZE, 3) and video.dtype == np.uint8
     return events
+
+
+def write_cli_config(folder: Path) -> Path:
+    """An agent YAML of the tiny setup for command-line runs (offline teacher)."""
+    config = {
+        "teacher": {"kind": "offline", "offline": {"burst": 2, "max_revisions": 0}},
+        "reasoner": {
+            "video_model": {
+                "kind": "wan_ti2v",
+                "source": "tiny-pixel",
+                "height": 32,
+                "width": 32,
+                "num_frames": 9,
+                "num_inference_steps": 3,
+                "max_sequence_length": 16,
+            },
+            "decoder": {"surrogate": "identity"},
+            "lora": {"rank": 4, "alpha": 8.0},
+        },
+        "scorer": {"source": "tiny:qwen3_vl", "vqa": {"max_pixels": 4096}},
+        "tto": {"num_frames": 8, "lr": 5.0e-3, "tau": 0.05},
+        "budgets": {"max_turns": 12, "max_lora_steps": 4, "wall_clock_s": 300},
+        "tools": {"min_image_side": 0},
+        "out_dir": str(folder / "runs"),
+    }
+    path = folder / "agent.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from agent_support import write_cli_config
 from tiny_wan import one_torch_thread
 
 from agent.config import load_agent_config
@@ -33,33 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     yield from one_torch_thread()
-
-
-def write_config(folder: Path) -> Path:
-    config = {
-        "teacher": {"kind": "offline", "offline": {"burst": 2, "max_revisions": 0}},
-        "reasoner": {
-            "video_model": {
-                "kind": "wan_ti2v",
-                "source": "tiny-pixel",
-                "height": 32,
-                "width": 32,
-                "num_frames": 9,
-                "num_inference_steps": 3,
-                "max_sequence_length": 16,
-            },
-            "decoder": {"surrogate": "identity"},
-            "lora": {"rank": 4, "alpha": 8.0},
-        },
-        "scorer": {"source": "tiny:qwen3_vl", "vqa": {"max_pixels": 4096}},
-        "tto": {"num_frames": 8, "lr": 5.0e-3, "tau": 0.05},
-        "budgets": {"max_turns": 12, "max_lora_steps": 4, "wall_clock_s": 300},
-        "tools": {"min_image_side": 0},
-        "out_dir": str(folder / "runs"),
-    }
-    path = folder / "agent.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def command(config: Path) -> list[str]:
@@ -88,7 +61,7 @@ def history(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 @pytest.mark.slow
 def test_sigkill_mid_run_resumes_from_the_checkpoint(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+    config = write_cli_config(tmp_path)
     run_dir = tmp_path / "runs" / "mini-navigate-3"
     trace = run_dir / "trace.jsonl"
     env = {**os.environ, "PYTHONPATH": str(REPO)}

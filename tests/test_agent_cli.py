@@ -1,0 +1,55 @@
+"""`vlm-teacher run` and `vlm-teacher chat` on the tiny setup, through the real CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from agent_support import write_cli_config
+from tiny_wan import one_torch_thread
+from typer.testing import CliRunner
+
+from agent.cli import app
+from agent.trace import read_trace
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    yield from one_torch_thread()
+
+
+def test_run_prints_progress_and_a_summary(tmp_path: Path) -> None:
+    config = write_cli_config(tmp_path)
+    args = ["run", "--config", str(config), "--task", "mini/maze/2", "--max-steps", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "teacher 1" in out and "write_reward_spec" in out and "optimize" in out
+    for row in ("exit", "LoRA steps", "goal", "checker", "video (mp4)", "trace"):
+        assert row in out, row
+    run_dir = tmp_path / "runs" / "mini-maze-2"
+    assert (run_dir / "video.mp4").is_file() and (run_dir / "video.gif").is_file()
+    assert read_trace(run_dir)[-1]["lora_steps"] == 2
+
+
+def test_chat_reviews_the_spec_and_stops(tmp_path: Path) -> None:
+    config = write_cli_config(tmp_path)
+    args = ["chat", "--config", str(config), "--task", "mini/recolor/1"]
+    result = CliRunner().invoke(app, args, input="a\nwhat do you see?\n/stop\n")
+    assert result.exit_code == 0, result.output
+    assert "write_reward_spec" in result.output and "must become" in result.output
+    assert "user_stop" in result.output
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    config = write_cli_config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["budgets"]["max_turns"] = 0
+    config.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["run", "--config", str(config), "--task", "mini/maze/2"])
+    assert result.exit_code == 2 and "max_turns" in result.output
+    result = CliRunner().invoke(
+        app, ["run", "--config", str(write_cli_config(tmp_path)), "--task", "mini/sokoban/1"]
+    )
+    assert result.exit_code == 2 and "names no family" in result.output
