@@ -270,6 +270,8 @@ class RunContext:
             latest = self.specs[-1]["spec"]
             if self.spec is None or self.spec.model_dump(mode="json") != latest:
                 self.set_spec(RewardSpec.model_validate(latest))
+        elif self.spec is not None:  # a spec no checkpoint recorded: forget it
+            self.spec, self.reward, self.session = None, None, None
         session_file = state.get("session_file")
         if session_file != self._session_file:
             self.session = None  # rebuilt from the spec, then loaded from the file
