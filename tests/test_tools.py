@@ -21,6 +21,13 @@ def _one_thread():
     yield from one_torch_thread()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_lora():
+    # These tests drive the tools without a session, so they reset the shared model.
+    yield
+    reasoner().lora.reset()
+
+
 def context(run_dir: Path, **settings: Any) -> RunContext:
     config = agent_config()
     return RunContext(
