@@ -1,11 +1,18 @@
-"""Command-line options shared by `vlm-teacher run` and `vlm-teacher chat`."""
+"""Command-line options and set-up shared by `vlm-teacher run` and `vlm-teacher chat`."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agent.config import AgentConfig
+    from evals.tasks import Task
 
 ConfigOpt = Annotated[
     Path,
@@ -41,3 +48,48 @@ WallClockOpt = Annotated[
 ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", help="torch CPU threads (tiny models: 1 is fastest).")
 ]
+
+
+def prepare_run(
+    console: Console,
+    config: Path,
+    task: str,
+    *,
+    out: Path | None,
+    run_name: str | None,
+    fresh: bool,
+    teacher_model: str | None,
+    teacher_url: str | None,
+    max_steps: int | None,
+    wall_clock: float | None,
+    threads: int | None,
+) -> tuple[AgentConfig, Task, Path]:
+    """Load the config with its overrides and the task, and pick the run folder.
+
+    Bad input exits with code 2 and the error's message (which says what to change)
+    before any model is built.
+    """
+    import torch
+
+    from agent.launch import load_config, load_task, run_dir
+    from reasoner.errors import ConfigError
+
+    try:
+        cfg = load_config(
+            config,
+            teacher_model=teacher_model,
+            teacher_url=teacher_url,
+            max_steps=max_steps,
+            wall_clock=wall_clock,
+            out=out,
+        )
+        the_task = load_task(task, cfg)
+    except (ConfigError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(code=2) from None
+    folder = run_dir(cfg, the_task.task_id, run_name)
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return cfg, the_task, folder

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
-import typer
-
 from agent.commands.agent_options import (
     ConfigOpt,
     FreshOpt,
@@ -17,6 +13,7 @@ from agent.commands.agent_options import (
     TeacherUrlOpt,
     ThreadsOpt,
     WallClockOpt,
+    prepare_run,
 )
 
 
@@ -33,35 +30,28 @@ def chat(
     threads: ThreadsOpt = None,
 ) -> None:
     """Chat with the teacher about one task: review its spec, ask, ask for steps, stop."""
-    import torch
     from rich.console import Console
 
     from agent.chat import chat_loop
     from agent.components import build_reasoner, build_scorer, build_teacher
     from agent.display import EventPrinter, print_summary
-    from agent.launch import load_config, load_task, run_dir, task_view
+    from agent.launch import task_view
     from agent.run import AgentSession
-    from reasoner.errors import ConfigError
 
     console = Console()
-    try:
-        cfg = load_config(
-            config,
-            teacher_model=teacher_model,
-            teacher_url=teacher_url,
-            max_steps=max_steps,
-            wall_clock=wall_clock,
-            out=out,
-        )
-        the_task = load_task(task, cfg)
-    except (ConfigError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(code=2) from None
-    folder = run_dir(cfg, the_task.task_id, run_name)
-    if fresh and folder.exists():
-        shutil.rmtree(folder)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    cfg, the_task, folder = prepare_run(
+        console,
+        config,
+        task,
+        out=out,
+        run_name=run_name,
+        fresh=fresh,
+        teacher_model=teacher_model,
+        teacher_url=teacher_url,
+        max_steps=max_steps,
+        wall_clock=wall_clock,
+        threads=threads,
+    )
     console.print(
         f"[bold]{the_task.task_id}[/bold]: {the_task.instruction}\n"
         "[dim]Enter: let the teacher go on · /spec: show the spec · /stop: end the run · "
