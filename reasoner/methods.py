@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 
+from prompts.loader import render
 from reasoner.cost import CostMeter, CostRecord, TeacherUsage, UsageReporter
 from reasoner.frames import sample_frames
 from reasoner.reward import compile_spec
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from reasoner.vqa import VQAScorer
 
 __all__ = [
-    "REFINE_TEMPLATE",
     "BaseMethod",
     "BestOfN",
     "Condition",
@@ -102,16 +102,6 @@ class SpecWriter(UsageReporter, Protocol):
     """A teacher that turns a task into a reward spec (the fixed, non-agentic pipeline)."""
 
     def write_spec(self, prompt: str, image: torch.Tensor | None) -> RewardSpec: ...
-
-
-# How a critique is handed back to `PromptRewriter.rewrite` in the iterative solver:
-# the original instruction stays in view so refinement cannot drift away from it.
-REFINE_TEMPLATE = (
-    "Instruction: {instruction}\n"
-    "Prompt used for the last video: {prompt}\n"
-    "Critique of that video: {critique}\n"
-    "Write an improved prompt for the same instruction."
-)
 
 
 def _spec_for(cond: Condition, spec: RewardSpec | None, writer: SpecWriter | None) -> RewardSpec:
@@ -278,7 +268,7 @@ class SolverMethod:
     """VLM-as-solver: the teacher rewrites the prompt, the video model samples.
 
     `rounds=1` is one rewrite. With more rounds, the teacher critiques K frames
-    of the last video and rewrites again (`REFINE_TEMPLATE`), VideoTPO-style;
+    of the last video and rewrites again (`prompts/solver.yaml`, `refine`), VideoTPO-style;
     every round samples from the same noise, so only the prompt changes. The
     last round's video is the answer.
     """
@@ -318,8 +308,8 @@ class SolverMethod:
                 critique = self.rewriter.critique(
                     prompt, sample_frames(video, self.critique_frames)
                 )
-                request = REFINE_TEMPLATE.format(
-                    instruction=cond.prompt, prompt=prompt, critique=critique
+                request = render(
+                    "solver", "refine", instruction=cond.prompt, prompt=prompt, critique=critique
                 )
                 prompt = self._rewrite(request, cond.image)
                 critiques.append(critique)

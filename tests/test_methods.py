@@ -8,10 +8,10 @@ import pytest
 import torch
 from tiny_wan import one_torch_thread, tiny_config
 
+from prompts.loader import render
 from reasoner.cost import CostRecord, TeacherUsage
 from reasoner.frames import sample_frames
 from reasoner.methods import (
-    REFINE_TEMPLATE,
     BaseMethod,
     BestOfN,
     Condition,
@@ -173,7 +173,7 @@ def test_iterative_solver_refines_from_its_critique(reasoner) -> None:
     # The critique measured the first video's frames.
     brightness = float(sample_frames(video_1, 3).mean())
     assert re.search(rf"Mean brightness {brightness:.3f}", critique)
-    request = REFINE_TEMPLATE.format(instruction=COND.prompt, prompt=first, critique=critique)
+    request = render("solver", "refine", instruction=COND.prompt, prompt=first, critique=critique)
     assert second == request  # every rule is already in the request: nothing appended
     assert torch.equal(out.video, sample_by_hand(reasoner, second, COND.seed))
     # rewrite + critique + rewrite; two samples from the same noise.
