@@ -18,6 +18,7 @@ from agent.commands import eval as eval_command
 from agent.commands import report as report_command
 from agent.commands import run as run_command
 from agent.commands import tasks as tasks_command
+from agent.commands import train as train_command
 
 app = typer.Typer(
     name="vlm-teacher",
@@ -36,6 +37,7 @@ def main() -> None:
 app.command("report")(report_command.report)
 app.command("eval")(eval_command.eval_command)
 app.add_typer(tasks_command.app, name="tasks")
+app.add_typer(train_command.app, name="train")
 app.add_typer(bench_command.app, name="bench")
 app.command("demo")(demo_command.demo)
 app.command("run")(run_command.run)

@@ -1,0 +1,190 @@
+"""Measure the mini VGM's base behaviour on held-out tasks: success per family and pass@N.
+
+    python -m evals.mini.measure_vgm --per-family 50 --samples 20
+
+For every test-split task, the video model samples `samples` videos through
+`VideoReasoner.sample` (the full 4-step sampler, exactly what the `base` and
+`best_of_n` methods call), from the successive noises of one generator seeded
+with `noise_seed` — so sample 0 is what `base` produces with that seed, and the
+first N samples are what `best_of_n` with N draws. Each video is scored by the
+family's independent checker. Reported per family:
+
+- `base_success`: share of tasks whose sample 0 passes;
+- `sample_success`: share of all samples that pass (the expected one-sample rate);
+- `pass_at[N]`, N = 1..samples: share of tasks where at least one of the first
+  N samples passes — best-of-N with an oracle pick;
+- `one_step`: how close the one-step prediction x0_hat = z1 - v(z1, 1, c)
+  (the test-time optimization's view) is to the 4-step sample from the same
+  noise: mean absolute pixel difference in [0, 1], share of pixels whose
+  palette colour agrees, and how often the checker's verdict agrees.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+import typer
+
+from evals.checkers.pixels import classify
+from evals.mini.paths import mini_reasoner_config
+from evals.tasks import FAMILIES, Task, check, iter_split
+from reasoner.config import ReasonerConfig
+from reasoner.video_model import VideoReasoner
+
+
+def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(F, 3, H, W) in [0, 1] -> uint8 (F, H, W, 3), as the methods' videos are saved."""
+    scaled = frames.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    return scaled.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def first_frame_tensor(task: Task) -> torch.Tensor:
+    """The task's first frame as (3, H, W) float in [0, 1]."""
+    return torch.tensor(task.first_frame, dtype=torch.float32).permute(2, 0, 1) / 255.0
+
+
+@torch.no_grad()
+def sample_task(
+    reasoner: VideoReasoner, task: Task, samples: int, noise_seed: int = 0
+) -> dict[str, Any]:
+    """Checker verdicts of `samples` 4-step samples and the one-step agreement on sample 0."""
+    cond = reasoner.encode(task.instruction, first_frame_tensor(task))
+    generator = torch.Generator(device="cpu").manual_seed(noise_seed)
+    passed, scores = [], []
+    one_step: dict[str, float] = {}
+    for i in range(samples):
+        noise = reasoner.initial_noise(generator)
+        video = reasoner.sample(noise, cond)
+        result = check(task, frames_to_uint8(video))
+        passed.append(bool(result.passed))
+        scores.append(float(result.score))
+        if i == 0:
+            quick = reasoner.decode(reasoner.predict_latent(noise, cond, grad="first"))
+            quick_u8, video_u8 = frames_to_uint8(quick), frames_to_uint8(video)
+            one_step = {
+                "mean_abs_diff": float((quick - video).abs().mean()),
+                "palette_agreement": float((classify(quick_u8) == classify(video_u8)).mean()),
+                "verdict_agrees": float(check(task, quick_u8).passed == result.passed),
+                "one_step_passed": float(check(task, quick_u8).passed),
+            }
+    return {"task_id": task.task_id, "passed": passed, "scores": scores, "one_step": one_step}
+
+
+def pass_at(passed: list[list[bool]], n: int) -> float:
+    """Share of tasks with a passing sample among their first `n` (oracle best-of-n)."""
+    return float(np.mean([any(p[:n]) for p in passed]))
+
+
+def summarize(records: list[dict[str, Any]], samples: int) -> dict[str, Any]:
+    """Per-family statistics (see the module docstring) from `sample_task` records."""
+    passed = [r["passed"] for r in records]
+    keys = records[0]["one_step"].keys()
+    return {
+        "tasks": len(records),
+        "base_success": pass_at(passed, 1),
+        "sample_success": float(np.mean([np.mean(p) for p in passed])),
+        "mean_score": float(np.mean([np.mean(r["scores"]) for r in records])),
+        "pass_at": {n: pass_at(passed, n) for n in range(1, samples + 1)},
+        "one_step": {k: float(np.mean([r["one_step"][k] for r in records])) for k in keys},
+    }
+
+
+def measure(
+    cfg: ReasonerConfig,
+    per_family: int = 50,
+    samples: int = 20,
+    noise_seed: int = 0,
+    families: list[str] | None = None,
+    split: str = "test",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Sample and score `per_family` tasks of every family; returns the JSON-ready report."""
+    reasoner = VideoReasoner.from_config(cfg, attach_lora=False)
+    names = list(FAMILIES) if families is None else families
+    report: dict[str, Any] = {
+        "model": cfg.video_model.source,
+        "split": split,
+        "samples_per_task": samples,
+        "noise_seed": noise_seed,
+        "families": {},
+        "records": {},
+    }
+    for name in names:
+        start = time.perf_counter()
+        records = [
+            sample_task(reasoner, task, samples, noise_seed)
+            for task in iter_split(split, families=[name], limit=per_family)
+        ]
+        summary = summarize(records, samples)
+        summary["seconds"] = round(time.perf_counter() - start, 1)
+        report["families"][name] = summary
+        report["records"][name] = records
+        log(
+            f"{name}: base {summary['base_success']:.2f}, per sample "
+            f"{summary['sample_success']:.2f}, pass@{samples} "
+            f"{summary['pass_at'][samples]:.2f} ({summary['seconds']:.0f} s)"
+        )
+    return report
+
+
+def markdown_table(report: dict[str, Any], points: tuple[int, ...] = (1, 2, 5, 10, 20)) -> str:
+    """The report as Markdown: one row per family and a mean row."""
+    fams = report["families"]
+    shown = [n for n in points if n <= report["samples_per_task"]]
+    head = ["family", "tasks", "base", "per sample", *[f"pass@{n}" for n in shown]]
+    head += ["1-step vs 4-step |Δ|", "palette agree", "verdict agree"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def row(label: str, stats: list[dict[str, Any]]) -> str:
+        def mean(get: Callable[[dict[str, Any]], float]) -> float:
+            return float(np.mean([get(s) for s in stats]))
+
+        cells = [
+            label,
+            str(sum(s["tasks"] for s in stats)),
+            f"{mean(lambda s: s['base_success']):.0%}",
+            f"{mean(lambda s: s['sample_success']):.0%}",
+            *[f"{mean(lambda s, n=n: s['pass_at'][n]):.0%}" for n in shown],
+            f"{mean(lambda s: s['one_step']['mean_abs_diff']):.3f}",
+            f"{mean(lambda s: s['one_step']['palette_agreement']):.1%}",
+            f"{mean(lambda s: s['one_step']['verdict_agrees']):.0%}",
+        ]
+        return "| " + " | ".join(cells) + " |"
+
+    rows += [row(name, [stats]) for name, stats in fams.items()]
+    rows.append(row("**mean**", list(fams.values())))
+    return "\n".join(rows)
+
+
+def main(
+    per_family: Annotated[int, typer.Option(min=1, help="Test tasks per family.")] = 50,
+    samples: Annotated[int, typer.Option(min=1, help="Samples per task (pass@1..N).")] = 20,
+    noise_seed: Annotated[int, typer.Option(help="Seed of each task's noise generator.")] = 0,
+    model: Annotated[
+        Path | None, typer.Option(help="Model folder (default: the shipped mini VGM).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+) -> None:
+    """Base success per family and the oracle pass@N curve of the mini VGM."""
+    torch.set_num_threads(threads)
+    cfg = mini_reasoner_config()
+    if model is not None:
+        data = cfg.model_dump()
+        data["video_model"]["source"] = str(model)
+        cfg = ReasonerConfig.model_validate(data)
+    report = measure(cfg, per_family, samples, noise_seed)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+    typer.echo(markdown_table(report))
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,560 @@
+"""Train the mini video model (mini VGM) from scratch, reproducibly, in one command.
+
+    python -m evals.mini.train_vgm            # or: vlm-teacher train vgm
+
+Recipe (docs/mini-models.md explains the choices):
+
+1. **Flow matching** (rectified flow, as Wan is trained): a pixel-space
+   `WanTransformer3DModel` learns the velocity v = noise - x0 on the solution
+   videos of the mini world's train split, conditioned as Wan2.2-TI2V is (the
+   first frame is the clean condition at timestep 0, the instruction goes
+   through a frozen UMT5). Noise levels are uniform in (0, 1], plus a share at
+   exactly 1 (the level the one-step prediction is read from). An EMA of the
+   weights is the result.
+2. **Step distillation** into the 4-step sampler the reasoner uses: the EMA
+   model (teacher) solves the flow ODE from fixed noise with many Euler steps;
+   the student (initialised from it) learns, at each of the sampler's noise
+   levels on the straight line between that noise and the teacher's endpoint,
+   the velocity that lands on the endpoint. Then the one-step prediction
+   x0_hat = z1 - v(z1, 1, c) from pure noise is already the sample, and the
+   4-step sampler agrees with it — what the test-time optimization relies on.
+
+Every random draw comes from a generator seeded by (seed, stage, step), and
+batches are a pure function of the step, so a run stopped at any point and
+resumed from its checkpoint ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from evals.mini.paths import MINI_VGM_DIR, REPO_CONFIG
+from evals.mini.vgm_data import DemoStream, build_mini_tokenizer, instruction_words
+from evals.mini.vgm_model import (
+    VgmArchitecture,
+    batched_velocity,
+    build_models,
+    encode_prompts,
+    euler_sample,
+    save_model_folder,
+)
+from evals.tasks import FAMILIES
+from reasoner.flow import make_scheduler, sampler_sigmas
+
+# Offsets that keep the two stages' train seeds apart (the train split has 1e6 seeds).
+FLOW_FIRST_SEED = 0
+DISTILL_FIRST_SEED = 500_000
+
+
+class VgmTrainConfig(BaseModel):
+    """The whole recipe of the mini VGM; the defaults are the shipped model's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(0, description="Seed of the init and of every noise draw.")
+    architecture: VgmArchitecture = Field(
+        default_factory=VgmArchitecture, description="Model sizes."
+    )
+    families: list[str] = Field(
+        default_factory=lambda: list(FAMILIES), description="Mini-world families trained on."
+    )
+    size: int = Field(32, description="Frame size in pixels (square).")
+    num_frames: int = Field(17, description="Frames per video (4k+1).")
+    max_sequence_length: int = Field(
+        48, ge=8, description="Text tokens (the longest instruction is ~35)."
+    )
+    batch_size: int = Field(8, ge=1, description="Videos per optimizer step (both stages).")
+
+    flow_steps: int = Field(2000, ge=0, description="Optimizer steps of stage 1 (flow matching).")
+    flow_lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate of stage 1.")
+    warmup_steps: int = Field(50, ge=0, description="Linear warm-up steps (both stages).")
+    min_lr_ratio: float = Field(
+        0.1, ge=0, le=1, description="Cosine decay ends at this fraction of the peak rate."
+    )
+    grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clip.")
+    sigma_one_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Share of stage-1 examples at noise level exactly 1 (the rest uniform).",
+    )
+    ema_decay: float = Field(
+        0.995,
+        ge=0,
+        lt=1,
+        description="EMA decay of the weights (warmed up as min(decay, (1+t)/(10+t))).",
+    )
+    object_weight: float = Field(
+        10.0,
+        ge=1,
+        description=(
+            "Loss weight of the pixels that matter (an object's colour, or different from the "
+            "first frame) against 1 for static background and walls. Objects are ~7% of the "
+            "pixels: unweighted, they are learned last."
+        ),
+    )
+
+    distill_pairs: int = Field(
+        1024, ge=0, description="(noise, teacher endpoint) pairs made for stage 2."
+    )
+    teacher_steps: int = Field(
+        8, ge=1, description="Euler steps of the teacher's ODE solve (uniform in sigma)."
+    )
+    distill_steps: int = Field(500, ge=0, description="Optimizer steps of stage 2.")
+    distill_lr: float = Field(3e-4, gt=0, description="Peak AdamW learning rate of stage 2.")
+    distill_sigma_one_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "Share of stage-2 examples at sigma 1 (the one-step prediction); the rest are "
+            "spread over the sampler's other levels."
+        ),
+    )
+    sampler_sigmas: list[float] = Field(
+        default_factory=lambda: [1.0, 0.75, 0.5, 0.25],
+        description="Unshifted sampler levels the student is distilled for (= mini.yaml).",
+    )
+    flow_shift: float = Field(1.0, gt=0, description="Flow shift of the sampler (= mini.yaml).")
+
+    @model_validator(mode="after")
+    def _check(self) -> VgmTrainConfig:
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; use some of {', '.join(FAMILIES)}")
+        if self.distill_steps and not self.distill_pairs:
+            raise ValueError("distill_steps > 0 needs distill_pairs > 0")
+        if self.distill_pairs and self.distill_pairs < self.batch_size:
+            raise ValueError(f"distill_pairs must be at least batch_size ({self.batch_size})")
+        return self
+
+
+def read_sampler(config_path: Path) -> tuple[list[float], float]:
+    """(sampler_sigmas, flow_shift) of a reasoner YAML, so training matches inference."""
+    data = yaml.safe_load(config_path.read_text())
+    vm = data["video_model"]
+    return list(vm["sampler_sigmas"]), float(vm["flow_shift"])
+
+
+def _generator(seed: int, stage: int, step: int) -> torch.Generator:
+    # One generator per (stage, step): resuming needs no saved RNG state.
+    return torch.Generator().manual_seed(seed * 1_000_003 + stage * 100_003 + step)
+
+
+def _lr(step: int, total: int, peak: float, warmup: int, floor: float) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+class _Ema:
+    """Exponential moving average of a module's float parameters."""
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module, step: int) -> None:
+        # Warm-up: early on the average must not be dominated by the initial weights.
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for key, value in module.state_dict().items():
+            if value.is_floating_point():
+                self.shadow[key].lerp_(value, 1 - decay)
+            else:
+                self.shadow[key].copy_(value)
+
+
+def emphasis_weights(target: torch.Tensor, factor: float) -> torch.Tensor:
+    """(B, 1, F-1, H, W) per-pixel loss weights of frames 1.. of `target` (B, 3, F, H, W).
+
+    `factor` where a pixel shows an object (neither the white background nor a
+    black wall) or differs from the first frame (something moved or changed
+    there), 1 elsewhere; normalised to mean 1 over the batch.
+    """
+    frames = target[:, :, 1:]
+    white = (frames > 0.9).all(dim=1, keepdim=True)
+    black = (frames < -0.9).all(dim=1, keepdim=True)
+    changed = (frames - target[:, :, :1]).abs().amax(dim=1, keepdim=True) > 0.1
+    weights = 1.0 + (factor - 1.0) * ((~white & ~black) | changed).float()
+    return weights / weights.mean()
+
+
+class Trainer:
+    """Runs the two stages with checkpoints in `work_dir`, then writes the model folder."""
+
+    def __init__(
+        self,
+        cfg: VgmTrainConfig,
+        work_dir: Path,
+        threads: int = 2,
+        checkpoint_every: int = 50,
+        log: Callable[[str], None] = print,
+        show_progress: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.work_dir = Path(work_dir)
+        # How the run executes, not what it computes: a run may resume with others.
+        self.threads = threads
+        self.checkpoint_every = checkpoint_every
+        self.log = log
+        self.show_progress = show_progress
+        self.tokenizer = build_mini_tokenizer(
+            instruction_words(cfg.families), model_max_length=cfg.max_sequence_length
+        )
+        self.transformer, self.text_encoder = build_models(
+            cfg.architecture, self.tokenizer, cfg.seed
+        )
+        self.history: dict[str, list[float]] = {"flow": [], "distill": []}
+        scheduler = make_scheduler(cfg.flow_shift)
+        self.student_sigmas = sampler_sigmas(scheduler, len(cfg.sampler_sigmas), cfg.sampler_sigmas)
+        self.seconds: dict[str, float] = {}
+
+    # -- shared pieces ---------------------------------------------------------
+
+    def _embed(self, prompts: list[str]) -> torch.Tensor:
+        return encode_prompts(
+            prompts, self.tokenizer, self.text_encoder, self.cfg.max_sequence_length
+        )
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            disable=not self.show_progress,
+        )
+
+    def _checkpoint_path(self) -> Path:
+        return self.work_dir / "checkpoint.pt"
+
+    def _save_checkpoint(
+        self, stage: str, step: int, opt: torch.optim.Optimizer, ema: _Ema
+    ) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._checkpoint_path().with_suffix(".tmp")
+        torch.save(
+            {
+                "config": self.cfg.model_dump(),
+                "stage": stage,
+                "step": step,
+                "model": self.transformer.state_dict(),
+                "ema": ema.shadow,
+                "optimizer": opt.state_dict(),
+                "history": self.history,
+                "seconds": self.seconds,
+            },
+            tmp,
+        )
+        tmp.replace(self._checkpoint_path())  # atomic: a kill mid-write keeps the old one
+
+    def _load_checkpoint(self) -> dict[str, Any] | None:
+        path = self._checkpoint_path()
+        if not path.is_file():
+            return None
+        state = torch.load(path, weights_only=False)
+        if state["config"] != self.cfg.model_dump():
+            raise ValueError(
+                f"{path} was written by a different recipe; delete {self.work_dir} or pass "
+                "the same configuration to resume"
+            )
+        return state
+
+    def _optimizer(self, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            self.transformer.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0
+        )
+
+    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float) -> None:
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.transformer.parameters(), self.cfg.grad_clip)
+        opt.step()
+
+    # -- stage 1: flow matching ---------------------------------------------------
+
+    def _flow_loss(self, step: int, stream: DemoStream) -> torch.Tensor:
+        cfg = self.cfg
+        batch = stream.batch(step)
+        x0 = batch.videos  # (B, 3, F, H, W)
+        gen = _generator(cfg.seed, 1, step)
+        b = x0.shape[0]
+        sigmas = torch.rand(b, generator=gen).clamp_min(1e-3)
+        sigmas[torch.rand(b, generator=gen) < cfg.sigma_one_share] = 1.0
+        noise = torch.randn(x0.shape, generator=gen)
+        s = sigmas.view(b, 1, 1, 1, 1)
+        z = (1 - s) * x0 + s * noise
+        v = batched_velocity(
+            self.transformer, z, sigmas, self._embed(batch.instructions), x0[:, :, :1]
+        )
+        # Frame 0 is the condition: its output is thrown away, so it carries no loss.
+        error = (v - (noise - x0))[:, :, 1:].square()
+        return (error * emphasis_weights(x0, cfg.object_weight)).mean()
+
+    # -- stage 2: distillation ----------------------------------------------------
+
+    def _pairs_path(self) -> Path:
+        return self.work_dir / "distill_pairs.pt"
+
+    def _make_pairs(self, ema_state: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Teacher endpoints of the ODE from fixed noise, for `distill_pairs` train tasks."""
+        path = self._pairs_path()
+        if path.is_file():
+            return torch.load(path, weights_only=False)
+        cfg = self.cfg
+        self.transformer.load_state_dict(ema_state)
+        self.transformer.eval()
+        stream = DemoStream(
+            cfg.batch_size, cfg.families, DISTILL_FIRST_SEED, cfg.size, cfg.num_frames
+        )
+        teacher_sigmas = torch.linspace(1.0, 0.0, cfg.teacher_steps + 1).tolist()
+        chunks = math.ceil(cfg.distill_pairs / cfg.batch_size)
+        instructions: list[str] = []
+        firsts, endpoints = [], []
+        start = time.perf_counter()
+        with self._progress() as bar:
+            task = bar.add_task("stage 2a: teacher ODE", total=chunks, loss=0.0)
+            for chunk in range(chunks):
+                batch = stream.batch(chunk)
+                noise = torch.randn(batch.videos.shape, generator=_generator(cfg.seed, 2, chunk))
+                out = euler_sample(
+                    self.transformer,
+                    noise,
+                    teacher_sigmas,
+                    self._embed(batch.instructions),
+                    batch.videos[:, :, :1],
+                )
+                instructions += batch.instructions
+                firsts.append(batch.videos[:, :, :1].to(torch.float16))
+                endpoints.append(out.to(torch.float16))
+                bar.update(task, advance=1)
+        pairs = {
+            "instructions": instructions[: cfg.distill_pairs],
+            "first_frames": torch.cat(firsts)[: cfg.distill_pairs],
+            "endpoints": torch.cat(endpoints)[: cfg.distill_pairs],
+        }
+        self.seconds["teacher_ode"] = time.perf_counter() - start
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(pairs, path)
+        return pairs
+
+    def _pair_noise(self, indices: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        # The noise of pair i is the i-th draw of its chunk's generator: regenerate it
+        # rather than store it (it is as large as the endpoints).
+        cfg = self.cfg
+        out = []
+        cache: dict[int, torch.Tensor] = {}
+        for i in indices.tolist():
+            chunk, offset = divmod(i, cfg.batch_size)
+            if chunk not in cache:
+                cache[chunk] = torch.randn(
+                    (cfg.batch_size, *shape), generator=_generator(cfg.seed, 2, chunk)
+                )
+            out.append(cache[chunk][offset])
+        return torch.stack(out)
+
+    def _distill_loss(self, step: int, pairs: dict[str, Any]) -> torch.Tensor:
+        cfg = self.cfg
+        gen = _generator(cfg.seed, 3, step)
+        n = len(pairs["instructions"])
+        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
+        target = pairs["endpoints"][idx].float()
+        first = pairs["first_frames"][idx].float()
+        noise = self._pair_noise(idx, tuple(target.shape[1:]))
+        levels = self.student_sigmas[:-1]  # the sampler's shifted levels, 1.0 first
+        if len(levels) > 1:
+            pick = torch.randint(1, len(levels), (cfg.batch_size,), generator=gen)
+        else:
+            pick = torch.zeros(cfg.batch_size, dtype=torch.long)
+        pick[torch.rand(cfg.batch_size, generator=gen) < cfg.distill_sigma_one_share] = 0
+        sigmas = levels[pick]
+        s = sigmas.view(-1, 1, 1, 1, 1)
+        # The straight line from the noise to the teacher's endpoint: the path a
+        # sampler whose every step predicts the endpoint walks.
+        z = (1 - s) * target + s * noise
+        prompts = [pairs["instructions"][i] for i in idx.tolist()]
+        v = batched_velocity(self.transformer, z, sigmas, self._embed(prompts), first)
+        error = (v - (noise - target))[:, :, 1:].square()
+        return (error * emphasis_weights(target, cfg.object_weight)).mean()
+
+    # -- the loop -----------------------------------------------------------------
+
+    def _run_stage(
+        self,
+        name: str,
+        label: str,
+        total: int,
+        peak_lr: float,
+        loss_fn: Callable[[int], torch.Tensor],
+        start_step: int,
+        opt: torch.optim.Optimizer,
+        ema: _Ema,
+    ) -> None:
+        cfg = self.cfg
+        self.transformer.train()
+        started = time.perf_counter()
+        with self._progress() as bar:
+            task = bar.add_task(label, total=total, completed=start_step, loss=0.0)
+            for step in range(start_step, total):
+                loss = loss_fn(step)
+                lr = _lr(step, total, peak_lr, cfg.warmup_steps, cfg.min_lr_ratio)
+                self._step(opt, loss, lr)
+                ema.update(self.transformer, step)
+                self.history[name].append(loss.item())
+                bar.update(task, advance=1, loss=loss.item())
+                if (step + 1) % self.checkpoint_every == 0 or step + 1 == total:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+                    started = time.perf_counter()
+                    self._save_checkpoint(name, step + 1, opt, ema)
+                    recent = self.history[name][-self.checkpoint_every :]
+                    self.log(
+                        f"{name} step {step + 1}/{total}: loss {sum(recent) / len(recent):.4f}, "
+                        f"{self.seconds[name]:.0f} s in this stage; checkpoint saved"
+                    )
+
+    def train(self) -> None:
+        """Both stages, resuming from `work_dir/checkpoint.pt` when there is one."""
+        cfg = self.cfg
+        torch.set_num_threads(self.threads)
+        state = self._load_checkpoint()
+        stage, step = ("flow", 0) if state is None else (state["stage"], state["step"])
+        if state is not None:
+            self.transformer.load_state_dict(state["model"])
+            self.history = state["history"]
+            self.seconds = state["seconds"]
+            self.log(f"resuming {stage} at step {step} from {self._checkpoint_path()}")
+
+        flow_stream = DemoStream(
+            cfg.batch_size, cfg.families, FLOW_FIRST_SEED, cfg.size, cfg.num_frames
+        )
+        if stage == "flow":
+            opt = self._optimizer(cfg.flow_lr)
+            ema = _Ema(self.transformer, cfg.ema_decay)
+            if state is not None:
+                opt.load_state_dict(state["optimizer"])
+                ema.shadow = state["ema"]
+            self._run_stage(
+                "flow",
+                "stage 1: flow matching",
+                cfg.flow_steps,
+                cfg.flow_lr,
+                lambda s: self._flow_loss(s, flow_stream),
+                step,
+                opt,
+                ema,
+            )
+            flow_ema = ema.shadow
+            stage, step, state = "distill", 0, None
+            if cfg.distill_steps == 0:
+                self.transformer.load_state_dict(flow_ema)
+                return
+            pairs = self._make_pairs(flow_ema)
+            # The student starts as the teacher (the EMA weights).
+            self.transformer.load_state_dict(flow_ema)
+        else:
+            pairs = self._make_pairs({})  # stage 1 finished: the pairs are on disk
+
+        opt = self._optimizer(cfg.distill_lr)
+        ema = _Ema(self.transformer, cfg.ema_decay)
+        if state is not None:
+            opt.load_state_dict(state["optimizer"])
+            ema.shadow = state["ema"]
+        self._run_stage(
+            "distill",
+            "stage 2: distillation",
+            cfg.distill_steps,
+            cfg.distill_lr,
+            lambda s: self._distill_loss(s, pairs),
+            step,
+            opt,
+            ema,
+        )
+        self.transformer.load_state_dict(ema.shadow)
+
+    def export(self, out_dir: Path) -> Path:
+        """Write the diffusers model folder and `training.json` (recipe, losses, seconds)."""
+        self.transformer.eval()
+        save_model_folder(Path(out_dir), self.transformer, self.text_encoder, self.tokenizer)
+        record = {
+            "recipe": self.cfg.model_dump(),
+            "parameters": sum(p.numel() for p in self.transformer.parameters()),
+            "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
+            "final_loss": {
+                k: round(sum(v[-50:]) / max(len(v[-50:]), 1), 5) for k, v in self.history.items()
+            },
+            "loss_every_50_steps": {
+                k: [round(sum(v[i : i + 50]) / len(v[i : i + 50]), 5) for i in range(0, len(v), 50)]
+                for k, v in self.history.items()
+            },
+        }
+        (Path(out_dir) / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+        return Path(out_dir)
+
+
+def train_vgm(
+    cfg: VgmTrainConfig,
+    out_dir: Path = MINI_VGM_DIR,
+    work_dir: Path = Path("runs/train_vgm"),
+    threads: int = 2,
+    show_progress: bool = True,
+) -> Path:
+    """Train by `cfg` (resuming from `work_dir`) and write the model folder to `out_dir`."""
+    trainer = Trainer(cfg, work_dir, threads=threads, show_progress=show_progress)
+    trainer.train()
+    return trainer.export(out_dir)
+
+
+def default_config(reasoner_yaml: Path = REPO_CONFIG) -> VgmTrainConfig:
+    """The shipped recipe, with the sampler read from the reasoner config it serves."""
+    sigmas, shift = read_sampler(reasoner_yaml)
+    return VgmTrainConfig(sampler_sigmas=sigmas, flow_shift=shift)
+
+
+def main(
+    out: Annotated[Path, typer.Option(help="Model folder to write.")] = MINI_VGM_DIR,
+    work_dir: Annotated[
+        Path, typer.Option(help="Checkpoints and distillation pairs (resumable).")
+    ] = Path("runs/train_vgm"),
+    config: Annotated[
+        Path | None, typer.Option(help="YAML overriding fields of VgmTrainConfig.")
+    ] = None,
+    threads: Annotated[
+        int, typer.Option(min=1, help="torch CPU threads (1 is faster on a busy machine).")
+    ] = 2,
+) -> None:
+    """Train the mini video model by its documented recipe (resumes from --work-dir)."""
+    cfg = default_config()
+    if config is not None:
+        data = {**cfg.model_dump(), **(yaml.safe_load(config.read_text()) or {})}
+        cfg = VgmTrainConfig.model_validate(data)
+    path = train_vgm(cfg, out, work_dir, threads=threads)
+    typer.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,161 @@
+"""The mini scorer's training path: same numbers as the VQA scorer, and a run that learns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from evals.mini.scorer_data import ScorerDataConfig, to_frames
+from evals.mini.train_scorer import (
+    CARD_NAME,
+    BatchedAnswerer,
+    Item,
+    ScorerTrainConfig,
+    answer_loss,
+    build_scorer_model,
+    corpus,
+    lr_at,
+    train,
+)
+from evals.tasks import get_task, perturb
+from reasoner.vlm_builders import TinyQwenVLConfig
+from reasoner.vqa import VQAScorer
+
+
+def _tiny_model(family: str = "qwen3_vl") -> TinyQwenVLConfig:
+    return TinyQwenVLConfig(
+        family=family,
+        text_hidden_size=32,
+        text_layers=1,
+        text_heads=2,
+        text_kv_heads=1,
+        text_intermediate_size=48,
+        vision_hidden_size=16,
+        vision_depth=1,
+        vision_heads=2,
+        vision_intermediate_size=32,
+        patch_size=4,
+        num_position_embeddings=64,
+    )
+
+
+def _tiny_config(family: str = "qwen3_vl", **changes: object) -> ScorerTrainConfig:
+    fields: dict[str, object] = {
+        "model": _tiny_model(family),
+        "vocab_size": 512,
+        "data": ScorerDataConfig(families=["navigate", "recolor"]),
+        "steps": 2,
+        "tasks_per_step": 2,
+        "videos_per_task": 1,
+        "warmup_steps": 1,
+        "calibration_tasks": 1,
+        "eval_tasks_per_family": 2,
+        "eval_videos_per_task": 2,
+        "num_threads": 1,
+    }
+    return ScorerTrainConfig.model_validate(fields | changes)
+
+
+def _items() -> list[Item]:
+    task = get_task("mini/navigate/4")
+    video = to_frames(np.asarray(task.solution))
+    broken = to_frames(perturb(task, "rule_break", 0))
+    return [
+        Item(
+            video, 0, ("Does the red square end on the blue square?", "Is it whole?"), (True, True)
+        ),
+        Item(broken[13:], 13, ("Does the square stay off every black obstacle?",), (False,)),
+        Item(video[:6], 0, ("Is the square visible and whole in every frame?",) * 3, (True,) * 3),
+    ]
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_batched_answers_equal_the_vqa_scorers(family: str) -> None:
+    """Training sees exactly what the scorer computes at test time (one batch, shared video)."""
+    model, tokenizer = build_scorer_model(_tiny_config(family))
+    items = _items()
+    with torch.no_grad():
+        batched = BatchedAnswerer(model, tokenizer).logits(items)
+        scorer = VQAScorer(model, tokenizer)
+        reference = [
+            (-float(s.nll), float(np.log(s.p_no)))
+            for item in items
+            for s in scorer.score(
+                item.frames, list(item.questions), first_frame_index=item.first_index
+            )
+        ]
+    assert batched.shape == (6, 2)
+    torch.testing.assert_close(batched, torch.tensor(reference), atol=1e-5, rtol=1e-5)
+
+
+def test_answer_loss_reaches_the_vision_encoder_and_the_pixels() -> None:
+    model, tokenizer = build_scorer_model(_tiny_config())
+    model.train().requires_grad_(True)
+    items = _items()
+    frames = items[0].frames.clone().requires_grad_(True)
+    items[0] = Item(frames, 0, items[0].questions, items[0].answers)
+    loss, accuracy = answer_loss(BatchedAnswerer(model, tokenizer), items)
+    loss.backward()
+    assert loss.ndim == 0 and 0.0 <= accuracy <= 1.0
+    assert frames.grad is not None and frames.grad.abs().sum() > 0
+    patch = model.model.visual.patch_embed.proj.weight
+    assert patch.grad is not None and patch.grad.abs().sum() > 0
+
+
+def test_the_tokenizer_covers_every_question_word_and_one_token_answers() -> None:
+    cfg = _tiny_config()
+    _, tokenizer = build_scorer_model(cfg)
+    assert len(tokenizer("Yes", add_special_tokens=False).input_ids) == 1
+    assert len(tokenizer("No", add_special_tokens=False).input_ids) == 1
+    assert any("square" in text for text in corpus(cfg))
+
+
+def test_learning_rate_warms_up_then_decays() -> None:
+    cfg = ScorerTrainConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(9, cfg) == pytest.approx(1e-3)
+    assert lr_at(99, cfg) == pytest.approx(1e-4, rel=0.05)
+    assert lr_at(50, cfg) < lr_at(20, cfg)
+
+
+def test_two_training_steps_change_the_weights_and_save_a_loadable_scorer(tmp_path: Path) -> None:
+    cfg = _tiny_config()
+    init, _ = build_scorer_model(cfg)
+    card = train(cfg, tmp_path, progress=False)
+    trained = load_file(tmp_path / "model.safetensors")
+    before = dict(init.state_dict())
+    changed = [name for name, w in trained.items() if not torch.equal(w, before[name])]
+    assert changed, "training left every weight as it was"
+    assert any("visual" in n for n in changed) and any("language_model" in n for n in changed)
+    # The folder is a Qwen-VL checkpoint the real scorer path loads.
+    scorer = VQAScorer.from_pretrained(str(tmp_path))
+    task = get_task("mini/recolor/1")
+    (score,) = scorer.score(to_frames(np.asarray(task.solution)), ["Is every square whole?"])
+    assert 0.0 < score.p_yes < 1.0
+    saved = json.loads((tmp_path / CARD_NAME).read_text())
+    assert saved == json.loads(json.dumps(card))
+    assert saved["recipe"]["steps"] == 2 and len(saved["history"]) == 1
+    evaluation = saved["evaluation"]
+    assert evaluation["rows"] > 0 and 0.0 <= evaluation["accuracy"]["all"] <= 1.0
+    assert set(evaluation["accuracy"]) >= {"family/navigate", "family/recolor", "role/goal"}
+
+
+def test_training_is_reproducible(tmp_path: Path) -> None:
+    cfg = _tiny_config(steps=1)
+    train(cfg, tmp_path / "a", evaluate_after=False, progress=False)
+    train(cfg, tmp_path / "b", evaluate_after=False, progress=False)
+    a = load_file(tmp_path / "a" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_recipes_are_rejected() -> None:
+    with pytest.raises(ValueError, match="steps"):
+        ScorerTrainConfig(steps=0)
+    with pytest.raises(ValueError, match="extra"):
+        ScorerTrainConfig.model_validate({"stepz": 3})

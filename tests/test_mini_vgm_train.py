@@ -1,0 +1,183 @@
+"""The mini VGM's data, model plumbing and training script, at a tiny budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from evals.mini.paths import REPO_CONFIG
+from evals.mini.train_vgm import Trainer, VgmTrainConfig, emphasis_weights, read_sampler
+from evals.mini.vgm_data import (
+    DemoStream,
+    build_mini_tokenizer,
+    instruction_words,
+    pixels_to_video,
+    video_to_pixels,
+)
+from evals.mini.vgm_model import VgmArchitecture, batched_velocity
+from evals.tasks import FAMILIES, SPLITS, iter_split
+from reasoner.config import load_reasoner_config
+from reasoner.video_model import VideoReasoner
+
+TINY_ARCH = VgmArchitecture(
+    num_layers=1,
+    num_attention_heads=2,
+    attention_head_dim=8,
+    ffn_dim=32,
+    freq_dim=16,
+    text_dim=16,
+    text_heads=2,
+    text_ff=32,
+)
+
+
+def tiny_recipe(**overrides: object) -> VgmTrainConfig:
+    """Two optimizer steps per stage on 5-frame videos with a one-block model."""
+    fields: dict[str, object] = {
+        "architecture": TINY_ARCH,
+        "num_frames": 5,
+        "batch_size": 2,
+        "flow_steps": 2,
+        "warmup_steps": 1,
+        "distill_pairs": 2,
+        "teacher_steps": 2,
+        "distill_steps": 2,
+    }
+    fields.update(overrides)
+    return VgmTrainConfig.model_validate(fields)
+
+
+def test_tokenizer_covers_every_held_out_instruction_word() -> None:
+    tokenizer = build_mini_tokenizer(instruction_words(), model_max_length=48)
+    unk = tokenizer.unk_token_id
+    for task in iter_split("test", limit=25):
+        ids = tokenizer(task.instruction).input_ids
+        assert unk not in ids, task.instruction
+        assert len(ids) <= 48
+        # One piece per word: colour words reach the model as whole tokens.
+        words = task.instruction.replace(".", " ").replace(",", " ").split()
+        assert len(tokenizer.tokenize(task.instruction)) <= len(words) + 8
+
+
+def test_demo_stream_is_a_pure_function_of_the_step() -> None:
+    stream = DemoStream(batch_size=6, num_frames=5)
+    first, again = stream.batch(3), DemoStream(batch_size=6, num_frames=5).batch(3)
+    assert first.task_ids == again.task_ids
+    assert torch.equal(first.videos, again.videos)
+    families = [tid.split("/")[1] for tid in first.task_ids]
+    assert families == [list(FAMILIES)[i % len(FAMILIES)] for i in range(18, 24)]
+    assert all(int(tid.split("/")[2]) in SPLITS["train"] for tid in first.task_ids)
+    assert first.videos.shape == (6, 3, 5, 32, 32)
+    assert first.videos.min() >= -1 and first.videos.max() <= 1
+    with pytest.raises(ValueError, match="outside the train split"):
+        DemoStream(2, first_seed=SPLITS["test"].start)
+
+
+def test_pixel_conversion_round_trips() -> None:
+    task = next(iter_split("val", limit=1))
+    assert (pixels_to_video(video_to_pixels(task.solution)) == task.solution).all()
+
+
+def test_training_reads_the_sampler_of_the_config_it_serves() -> None:
+    sigmas, shift = read_sampler(REPO_CONFIG)
+    vm = load_reasoner_config(REPO_CONFIG).video_model
+    assert (sigmas, shift) == (vm.sampler_sigmas, vm.flow_shift)
+    assert vm.kind == "wan_ti2v" and vm.num_inference_steps == len(sigmas) <= 4
+
+
+def test_bad_recipe_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown families"):
+        tiny_recipe(families=["navigate", "sudoku"])
+    with pytest.raises(ValueError, match="extra"):
+        VgmTrainConfig.model_validate({"flow_step": 3})
+
+
+def quiet_trainer(cfg: VgmTrainConfig, work_dir: Path) -> Trainer:
+    """One thread, a checkpoint after every step, no output."""
+    return Trainer(
+        cfg, work_dir, threads=1, checkpoint_every=1, show_progress=False, log=lambda _: None
+    )
+
+
+def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in trainer.transformer.state_dict().items()}
+
+
+def test_two_steps_change_the_weights_and_export_a_loadable_model(tmp_path: Path) -> None:
+    trainer = quiet_trainer(tiny_recipe(), tmp_path / "work")
+    before = _weights(trainer)
+    text_before = {k: v.clone() for k, v in trainer.text_encoder.state_dict().items()}
+    trainer.train()
+    after = _weights(trainer)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) > len(before) // 2  # the transformer learned
+    assert all(  # the text encoder is frozen
+        torch.equal(v, trainer.text_encoder.state_dict()[k]) for k, v in text_before.items()
+    )
+    assert len(trainer.history["flow"]) == 2 and len(trainer.history["distill"]) == 2
+    assert (tmp_path / "work" / "distill_pairs.pt").is_file()
+
+    folder = trainer.export(tmp_path / "model")
+    cfg = load_reasoner_config(REPO_CONFIG).model_dump()
+    cfg["video_model"].update(source=str(folder), num_frames=5)
+    from reasoner.config import ReasonerConfig
+
+    reasoner = VideoReasoner.from_config(ReasonerConfig.model_validate(cfg), attach_lora=False)
+    for key, value in reasoner.transformer.state_dict().items():
+        assert torch.equal(value, after[key])
+    # The training forward is the reasoner's velocity field, batched.
+    task = next(iter_split("val", families=["navigate"], limit=1, num_frames=5))
+    image = torch.tensor(task.first_frame, dtype=torch.float32).permute(2, 0, 1) / 255
+    cond = reasoner.encode(task.instruction, image)
+    noise = reasoner.initial_noise(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = batched_velocity(
+            reasoner.transformer,
+            noise.repeat(2, 1, 1, 1, 1),
+            torch.tensor([0.5, 1.0]),
+            cond.prompt_embeds.repeat(2, 1, 1),
+            cond.image_latent.repeat(2, 1, 1, 1, 1),
+        )
+        torch.testing.assert_close(ours[1:], reasoner.velocity(noise, 1.0, cond))
+        torch.testing.assert_close(ours[:1], reasoner.velocity(noise, 0.5, cond))
+
+
+def test_resumed_training_ends_with_the_same_weights(tmp_path: Path) -> None:
+    straight = quiet_trainer(tiny_recipe(), tmp_path / "a")
+    straight.train()
+
+    # Stop after the first flow step: a checkpoint of step 1 is all that is left.
+    interrupted = quiet_trainer(tiny_recipe(), tmp_path / "b")
+    stop = RuntimeError("stopped")
+
+    def stop_after_first(name: str, step: int, *args: object) -> None:
+        Trainer._save_checkpoint(interrupted, name, step, *args)  # type: ignore[arg-type]
+        raise stop
+
+    interrupted._save_checkpoint = stop_after_first  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="stopped"):
+        interrupted.train()
+    resumed = quiet_trainer(tiny_recipe(), tmp_path / "b")
+    resumed.train()
+    for key, value in straight.transformer.state_dict().items():
+        torch.testing.assert_close(resumed.transformer.state_dict()[key], value, rtol=0, atol=0)
+
+    with pytest.raises(ValueError, match="different recipe"):
+        quiet_trainer(tiny_recipe(flow_lr=0.5), tmp_path / "b").train()
+
+
+def test_emphasis_weights_favour_objects_and_changes() -> None:
+    white, red, black = (1.0, 1.0, 1.0), (0.7, -0.7, -0.7), (-1.0, -1.0, -1.0)
+    video = torch.ones(1, 3, 3, 2, 2)  # (B, C, F, H, W): all white
+    video[0, :, :, 1, 1] = torch.tensor(black)[:, None]  # a wall, everywhere
+    video[0, :, 0, 0, 1] = torch.tensor(red)  # an object that leaves (0, 1) ...
+    video[0, :, 1:, 1, 0] = torch.tensor(red)[:, None]  # ... for (1, 0)
+    video[0, :, 2, 0, 0] = torch.tensor(white)
+    weights = emphasis_weights(video, factor=5.0)
+    assert weights.shape == (1, 1, 2, 2, 2)
+    # Per frame 1..2: (0,1) changed (5), (1,0) object (5), (0,0) and the wall (1).
+    raw = torch.tensor([[1.0, 5.0], [5.0, 1.0]])
+    expected = torch.stack([raw, raw]) / raw.mean()
+    torch.testing.assert_close(weights[0, 0], expected)
