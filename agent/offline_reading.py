@@ -18,6 +18,12 @@ phrasings decide the kind of task:
 Each reading becomes a reward spec: goal and process questions phrased so that
 "Yes" means satisfied, a held-out verifier, and checks from the spec's typed
 vocabulary. Nothing here knows the hidden solution.
+
+A mini-world task (its id, which the teacher is shown, is `mini/<family>/<seed>`)
+is asked its questions in the phrasings of `evals.mini.questions`, the ones the
+mini scorer is trained on: the canonical (first, never held-out) paraphrase of
+each checker criterion, in the role that module gives it. Other tasks (VBVR,
+free text) get the questions written here.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from evals.mini.questions import questions_for
+from evals.tasks import TaskIdError, parse_task_id
 from evals.tasks.palette import COLORS
 
 SCENE_COLORS = ("white", "black")  # background and walls, never "the object"
@@ -51,6 +59,7 @@ class Reading:
     targets: dict[str, tuple[float, float]] = field(default_factory=dict)  # colour -> (x, y)
     present: tuple[str, ...] = ()  # object colours visible in the first frame
     counts: dict[str, int] = field(default_factory=dict)  # separate blobs per colour there
+    mini_family: str | None = None  # the mini-world family its task id names, else None
 
     def describe(self) -> str:
         """One sentence of what the teacher understood (its answer to 'what do you see?')."""
@@ -121,8 +130,24 @@ def _marks_centre(labels: np.ndarray, color: str) -> tuple[float, float] | None:
     return float((x + 0.5) / width), float((y + 0.5) / height)
 
 
-def read_task(instruction: str, first_frame: np.ndarray | None) -> Reading:
-    """Read the instruction (and the first frame, if any, where geometry is needed)."""
+def mini_family(task_id: str | None) -> str | None:
+    """The family of a mini-world task id (`mini/<family>/<seed>`); None for any other id."""
+    if task_id is None:
+        return None
+    try:
+        return parse_task_id(task_id)[0]
+    except TaskIdError:
+        return None  # not a mini-world task: VBVR, a drawn task, free text
+
+
+def read_task(
+    instruction: str, first_frame: np.ndarray | None, task_id: str | None = None
+) -> Reading:
+    """Read the instruction (and the first frame, if any, where geometry is needed).
+
+    `task_id` is the id the teacher is shown; a mini-world id selects the mini
+    scorer's question phrasings (see the module docstring).
+    """
     mentioned = list(dict.fromkeys(m.lower() for m in _COLOR_WORD.findall(instruction)))
     objects = tuple(c for c in mentioned if c not in SCENE_COLORS)
     # Without a first frame nothing is seen: no colours present, no targets, no walls.
@@ -131,7 +156,13 @@ def read_task(instruction: str, first_frame: np.ndarray | None) -> Reading:
         name for i, name in enumerate(COLORS) if name not in SCENE_COLORS and (labels == i).any()
     )
     counts = {name: len(components(labels == list(COLORS).index(name))) for name in present}
-    base = {"instruction": instruction, "colors": objects, "present": present, "counts": counts}
+    base = {
+        "instruction": instruction,
+        "colors": objects,
+        "present": present,
+        "counts": counts,
+        "mini_family": mini_family(task_id),
+    }
     if _RECOLOR.search(instruction) and len(objects) >= 2:
         return Reading(kind="recolor", **base)
     if _PAIRS.search(instruction) and len(objects) >= 2:
@@ -167,11 +198,35 @@ def spec_for(reading: Reading, with_checks: bool = True) -> dict[str, Any]:
     """The reward spec (as tool arguments) for a reading; `with_checks=False`: questions only."""
     builders = {"reach": _reach, "pairs": _pairs, "recolor": _recolor, "generic": _generic}
     spec = builders[reading.kind](reading)
+    if reading.mini_family is not None:
+        spec.update(mini_queries(reading.instruction, reading.mini_family))
     if not with_checks:
         spec.pop("checks", None)
         if spec.get("goal") is None:
             spec["goal"] = _generic(reading)["goal"]
     return spec
+
+
+def mini_queries(instruction: str, family: str) -> dict[str, Any]:
+    """Goal, process and verifier questions in `evals.mini.questions`' trained phrasings.
+
+    One question per checker criterion — its canonical paraphrase, never a
+    held-out one (those measure the scorer) — in the role and frame window that
+    module gives it: the goal on the last frames, the rules on all frames, the
+    scene question as the held-out verifier.
+    """
+    parts: dict[str, Any] = {"goal": None, "process": [], "verifiers": []}
+    asked: set[str] = set()
+    for question in questions_for(instruction, family):
+        if question.held_out or question.criterion in asked:
+            continue  # the first train paraphrase of each criterion is its canonical one
+        asked.add(question.criterion)
+        query = {"text": question.text, "window": question.window}
+        if question.role == "goal":
+            parts["goal"] = query
+        else:
+            parts["process" if question.role == "process" else "verifiers"].append(query)
+    return parts
 
 
 def _reach(r: Reading) -> dict[str, Any]:

@@ -9,8 +9,9 @@ The policy, turn by turn (tau, steps left and per-term verdicts come from the
 tool results it reads):
 
 1. No spec yet: write one from the instruction and first frame
-   (`agent.offline_reading`). If it is rejected, retry once with questions
-   only; if that fails too, give up.
+   (`agent.offline_reading`; a mini-world task's questions in the mini
+   scorer's phrasings, `evals.mini.questions`). If it is rejected, retry
+   once with questions only; if that fails too, give up.
 2. After a spec is accepted (or revised): `optimize` a burst.
 3. After a burst: `verify` the best iterate when the loss reached tau, when the
    step budget is spent or the optimizer stopped, or when the loss has
@@ -88,27 +89,35 @@ def _history(messages: Sequence[Message]) -> list[_Call]:
     return out
 
 
-def _first_view(messages: Sequence[Message]) -> tuple[str, np.ndarray | None]:
-    """The instruction text and the first frame (None if the task has none)."""
+def _first_view(messages: Sequence[Message]) -> tuple[str | None, str, np.ndarray | None]:
+    """The task id, the instruction text and the first frame (None if the task has none)."""
     for m in messages:
         if m.get("role") != "user" or not isinstance(m.get("content"), list):
             continue
         text = "".join(p.get("text", "") for p in m["content"] if p.get("type") == "text")
+        task_id, instruction = _task_line(text)
         for part in m["content"]:
             if part.get("type") == "image_url":
                 url = part["image_url"]["url"]
                 data = base64.b64decode(url.split(",", 1)[1])
                 frame = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
-                return _instruction(text), frame
-        return _instruction(text), None
+                return task_id, instruction, frame
+        return task_id, instruction, None
     raise ValueError("the conversation has no opening user message with the task")
 
 
-def _instruction(task_text: str) -> str:
-    """The instruction out of the task message ('Task <id>: <instruction>\\nThe video ...')."""
-    first = task_text.split("\n", 1)[0]
-    body = task_text.split(": ", 1)[1] if ": " in first else task_text
-    return body.split("\nThe video has")[0].replace("\n", " ").strip()
+_TASK_HEAD = re.compile(r"Task (\S+): ")
+
+
+def _task_line(task_text: str) -> tuple[str | None, str]:
+    """Task id and instruction of the task message ('Task <id>: <instruction>\\nThe video ...')."""
+    head = _TASK_HEAD.match(task_text)
+    if head:
+        task_id, body = head.group(1), task_text[head.end() :]
+    else:  # an id with spaces: the instruction still follows the first ': '
+        first = task_text.split("\n", 1)[0]
+        task_id, body = None, task_text.split(": ", 1)[1] if ": " in first else task_text
+    return task_id, body.split("\nThe video has")[0].replace("\n", " ").strip()
 
 
 def _user_request(messages: Sequence[Message]) -> str | None:
@@ -143,8 +152,8 @@ class OfflineTeacher:
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]], budget_s: float
     ) -> TeacherReply:
         self._usage = self._usage + TeacherUsage(calls=1)
-        instruction, frame = _first_view(messages)
-        reading = read_task(instruction, frame)
+        task_id, instruction, frame = _first_view(messages)
+        reading = read_task(instruction, frame, task_id)
         history = _history(messages)
         request = _user_request(messages)
         if request is not None:
@@ -243,7 +252,7 @@ def _reached_tau(burst: dict[str, Any]) -> bool:
 
 def _converged(burst: dict[str, Any], policy: OfflinePolicyConfig) -> bool:
     losses = [x for x in burst["losses"] if x is not None]
-    if len(losses) < 2:
+    if len(losses) < 2 or policy.until_budget:  # until_budget: only the step budget ends it
         return False
     return losses[0] - losses[-1] < policy.converge_rel * abs(losses[0])
 

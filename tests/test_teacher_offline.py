@@ -21,6 +21,7 @@ from PIL import Image
 from agent.offline_reading import read_task, spec_for
 from agent.offline_teacher import OfflineTeacher
 from agent.teacher_config import OfflinePolicyConfig
+from evals.mini.questions import CRITERION_ROLES, questions_for
 from evals.tasks import get_task, perturb
 from reasoner.reward import compile_spec
 from reasoner.spec import RewardSpec
@@ -87,6 +88,58 @@ def test_spec_checks_pass_the_solution_and_catch_broken_videos(family: str) -> N
         assert not all(frozen.values()), task.task_id
         wrong = check_verdicts(spec, task, perturb(task, broken, seed))
         assert not all(wrong.values()), (task.task_id, broken)
+
+
+def spec_questions(spec: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        "goal": [spec["goal"]["text"]],
+        "process": [q["text"] for q in spec["process"]],
+        "verifier": [q["text"] for q in spec["verifiers"]],
+    }
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mini_tasks_are_asked_in_the_mini_scorers_trained_phrasings(family: str) -> None:
+    for seed in (0, 3, 2_000_003):  # train and test split
+        task = get_task(f"mini/{family}/{seed}", num_frames=K)
+        reading = read_task(task.instruction, task.first_frame, task.task_id)
+        assert reading.mini_family == family
+        spec = spec_for(reading)
+        RewardSpec.model_validate(spec)
+        asked = spec_questions(spec)
+        every = questions_for(task.instruction, family, include_held_out=True)
+        held_out = {q.text for q in every if q.held_out}
+        # Exactly the canonical (first) paraphrase of each criterion, in its role.
+        expected: dict[str, list[str]] = {"goal": [], "process": [], "verifier": []}
+        for criterion, role in CRITERION_ROLES.items():
+            canonical = next(q for q in every if q.criterion == criterion)
+            assert canonical.paraphrase == 0 and not canonical.held_out
+            expected[role].append(canonical.text)
+        assert asked == expected, task.task_id
+        assert not held_out & {t for texts in asked.values() for t in texts}
+        assert spec["goal"]["window"] == {"kind": "last_n", "n": 4}  # the trained end window
+        assert all(q["window"] == {"kind": "all"} for q in spec["process"] + spec["verifiers"])
+        # The checks are the offline reading's own, whatever the phrasing.
+        assert spec["checks"] == spec_for(read_task(task.instruction, task.first_frame))["checks"]
+        # The questions-only fallback keeps the trained goal phrasing.
+        bare = spec_for(reading, with_checks=False)
+        assert "checks" not in bare and bare["goal"]["text"] == expected["goal"][0]
+
+
+def test_other_tasks_keep_the_offline_teachers_own_questions() -> None:
+    task = get_task("mini/navigate/2", num_frames=K)
+    mini = spec_questions(spec_for(read_task(task.instruction, task.first_frame, task.task_id)))
+    trained = {q.text for q in questions_for(task.instruction, include_held_out=True)}
+    # The same instruction under a non-mini id (a VBVR folder, a drawn task, none).
+    for task_id in ("vbvr/navigation/obstacle_task/0001", "drawn/0", None, "mini/sokoban/1"):
+        reading = read_task(task.instruction, task.first_frame, task_id)
+        assert reading.mini_family is None
+        own = spec_questions(spec_for(reading))
+        agent, goal = reading.colors[:2]
+        expected = f"By the end of the video, is the {agent} square on the {goal} square?"
+        assert own["goal"] == [expected]
+        assert not trained & {t for texts in own.values() for t in texts}
+        assert own != mini
 
 
 def test_questions_only_spec_and_generic_reading() -> None:
@@ -161,8 +214,12 @@ def burst(losses: list[float], left: int, tau: float = 0.22, stop=None) -> dict[
 
 
 def test_policy_write_optimize_verify_accept() -> None:
-    chat = Conversation(get_task("mini/navigate/2", num_frames=K))
-    assert chat.next_call()[0] == "write_reward_spec"
+    task = get_task("mini/navigate/2", num_frames=K)
+    chat = Conversation(task)
+    name, spec = chat.next_call()
+    # It read the task id from the task message: a mini task, asked in trained phrasings.
+    assert name == "write_reward_spec"
+    assert spec["goal"]["text"] == questions_for(task.instruction, "navigate")[0].text
     chat.result({"accepted": True, "version": 1})
     assert chat.next_call() == ("optimize", {"steps": 4})
     chat.result(burst([2.0, 1.5, 1.0, 0.6], left=8))  # still falling fast
@@ -195,6 +252,17 @@ def test_policy_revises_when_converged_but_a_verifier_fails_then_gives_up_at_bud
     chat.result({"video": "full-2", "passed": False, "failed": ["check[0]:x"], "loss": 0.5})
     name, args = chat.next_call()
     assert (name, args["decision"], args["video"]) == ("finish", "give_up", "full-2")
+
+
+def test_policy_on_a_non_mini_task_writes_its_own_questions() -> None:
+    task = get_task("mini/navigate/2", num_frames=K)
+    chat = Conversation(task)
+    head = chat.messages[1]["content"][0]
+    head["text"] = head["text"].replace(f"Task {task.task_id}:", "Task vbvr/nav/obstacles/0007:")
+    name, spec = chat.next_call()
+    assert name == "write_reward_spec"
+    reading = read_task(task.instruction, task.first_frame)
+    assert spec == spec_for(reading)  # what the teacher wrote before mini phrasings existed
 
 
 def test_policy_falls_back_to_questions_then_gives_up_on_rejected_specs() -> None:
