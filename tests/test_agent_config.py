@@ -7,14 +7,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.components import build_reasoner, build_scorer, check_shipped_models
 from agent.config import load_agent_config
 from agent.launch import load_config
+from evals.mini import paths
 from reasoner.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "agent"
 
 
-@pytest.mark.parametrize("name", ["embedded", "vllm-qwen3vl4b-wan22-5b", "small-gpu-wan21-1.3b"])
+@pytest.mark.parametrize(
+    "name", ["embedded", "mini", "vllm-qwen3vl4b-wan22-5b", "small-gpu-wan21-1.3b"]
+)
 def test_shipped_configs_validate_and_fit_the_mini_world(name: str) -> None:
     config = load_agent_config(CONFIGS / f"{name}.yaml")
     vm = config.reasoner.video_model
@@ -23,6 +27,51 @@ def test_shipped_configs_validate_and_fit_the_mini_world(name: str) -> None:
     assert config.tto.num_frames <= vm.num_frames
     if config.teacher.kind == "openai":
         assert config.teacher.base_url and config.teacher.api_key_env
+
+
+def test_mini_config_names_the_shipped_models_relative_to_the_repo() -> None:
+    config = load_agent_config(CONFIGS / "mini.yaml")
+    assert config.reasoner.video_model.source == paths.MINI_VGM_SOURCE
+    assert config.scorer.source == paths.MINI_SCORER_SOURCE
+    assert not Path(paths.MINI_SCORER_SOURCE).is_absolute()  # no machine path in the repo
+    assert config.tto.num_frames == config.reasoner.video_model.num_frames  # K = every frame
+    assert config.budgets.max_lora_steps == 16 and config.budgets.wall_clock_s == 150
+    assert 1e-3 <= config.tto.lr <= 5e-3
+
+
+def test_missing_shipped_models_stop_with_the_command_that_trains_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_agent_config(CONFIGS / "mini.yaml")
+    vgm, scorer = tmp_path / "vgm", tmp_path / "scorer"
+    monkeypatch.setitem(paths.SHIPPED_SOURCES, paths.MINI_VGM_SOURCE, vgm)
+    monkeypatch.setitem(paths.SHIPPED_SOURCES, paths.MINI_SCORER_SOURCE, scorer)
+    with pytest.raises(ConfigError, match="vlm-teacher train vgm"):
+        check_shipped_models(config)
+    with pytest.raises(ConfigError, match="vlm-teacher train vgm"):
+        build_reasoner(config)
+    vgm.mkdir()
+    with pytest.raises(ConfigError, match=r"evals\.mini\.train_scorer"):
+        check_shipped_models(config)
+    with pytest.raises(ConfigError, match=r"evals\.mini\.train_scorer"):
+        build_scorer(config.scorer)
+    scorer.mkdir()
+    check_shipped_models(config)  # both folders present: nothing to say
+
+
+@pytest.mark.skipif(
+    not (paths.MINI_VGM_DIR.is_dir() and paths.MINI_SCORER_DIR.is_dir()),
+    reason="the trained mini models are not shipped yet (evals/mini/weights/vgm and "
+    "evals/mini/weights/scorer); this test runs once they are",
+)
+def test_mini_config_builds_the_shipped_models_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the repo-relative sources must not depend on the cwd
+    config = load_agent_config(CONFIGS / "mini.yaml")
+    reasoner = build_reasoner(config)
+    assert reasoner.latent_shape[2] == config.reasoner.video_model.num_frames  # pixel space
+    assert build_scorer(config.scorer) is not None
 
 
 def test_swapping_the_teacher_is_one_line(tmp_path: Path) -> None:

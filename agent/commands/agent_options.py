@@ -71,6 +71,7 @@ def prepare_run(
     """
     import torch
 
+    from agent.components import check_shipped_models
     from agent.launch import load_config, load_task, run_dir
     from reasoner.errors import ConfigError
 
@@ -84,6 +85,7 @@ def prepare_run(
             out=out,
         )
         the_task = load_task(task, cfg)
+        check_shipped_models(cfg)
     except (ConfigError, ValueError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(code=2) from None

@@ -17,6 +17,23 @@ REPO_CONFIG = REPO_ROOT / "configs" / "reasoner" / "mini.yaml"
 MINI_VGM_SOURCE = "evals/mini/weights/vgm"
 """How `configs/reasoner/mini.yaml` names the model: relative to the repository root."""
 
+MINI_SCORER_DIR = PACKAGE_DIR / "weights" / "scorer"
+"""The shipped mini scorer: a transformers Qwen3-VL folder (config, safetensors, tokenizer)."""
+
+MINI_SCORER_SOURCE = "evals/mini/weights/scorer"
+"""How `configs/agent/mini.yaml` names the scorer: relative to the repository root."""
+
+SHIPPED_SOURCES: dict[str, Path] = {
+    MINI_VGM_SOURCE: MINI_VGM_DIR,
+    MINI_SCORER_SOURCE: MINI_SCORER_DIR,
+}
+"""Repo-relative model sources of the configs, and the folders they name."""
+
+
+def shipped_folder(source: str | None) -> Path | None:
+    """The folder a shipped mini model's source names (any working directory); else None."""
+    return SHIPPED_SOURCES.get(source) if source is not None else None
+
 
 def resolve_mini_source(cfg: ReasonerConfig) -> ReasonerConfig:
     """`cfg` with a source of `MINI_VGM_SOURCE` made absolute, whatever the working directory."""
