@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -62,9 +63,13 @@ class EventPrinter:
 
 
 def print_summary(
-    console: Console, outcome: RunOutcome, checker: dict[str, Any] | None = None
+    console: Console,
+    outcome: RunOutcome,
+    checker: dict[str, Any] | None = None,
+    page: Path | None = None,
 ) -> None:
-    """Exit reason, steps, seconds, per-query P(Yes), and where the files are."""
+    """Exit reason, steps, seconds, per-query P(Yes), and where the files are (`page`: the
+    run's summary.html)."""
     result = outcome.result
     table = Table(title=f"run {outcome.run_dir.name}", show_header=False)
     table.add_column(no_wrap=True)
@@ -89,4 +94,6 @@ def print_summary(
     for label, rel in result.get("files", {}).items():
         table.add_row(label, str(outcome.run_dir / rel))
     table.add_row("trace", str(outcome.run_dir / "trace.jsonl"))
+    if page is not None:
+        table.add_row("summary (html)", str(page))
     console.print(table)

@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -43,6 +44,7 @@ from reasoner.frames import sample_frames
 from tools.base import ToolError, ToolResult
 from tools.context import RunContext, to_uint8
 from tools.optimize import StepBudgetSpent
+from tools.paths import resolve_in
 from tools.registry import MAX_ARGUMENT_CHARS, TOOLS, call_tool, tool_schemas
 
 SPEC_TOOLS = ("write_reward_spec", "revise_reward_spec")
@@ -51,6 +53,19 @@ MAX_TRACE_TEXT = 4000
 VIDEO_FPS = 8
 MAX_CALLS_PER_TURN = 8
 """Tool calls beyond this in one turn are dropped (bounds the steps of a run)."""
+
+
+def write_playable(run_dir: Path, stem: str, frames: np.ndarray) -> dict[str, str]:
+    """`<stem>.mp4` and `<stem>.gif` of a uint8 (F, H, W, 3) video, for people to watch.
+
+    Returns their run-relative names. The mp4 is 4:2:0 (plays everywhere) when the
+    frame sides are even, else lossless 4:4:4 (the only H.264 form odd sides allow).
+    """
+    even = frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0
+    names = {"mp4": f"{stem}.mp4", "gif": f"{stem}.gif"}
+    write_video(resolve_in(run_dir, names["mp4"]), frames, fps=VIDEO_FPS, lossless=not even)
+    write_video(resolve_in(run_dir, names["gif"]), frames, fps=VIDEO_FPS)
+    return names
 
 
 @dataclass
@@ -480,12 +495,10 @@ def build_graph(deps: AgentDeps, checkpointer: Any = None) -> Any:
         record = ctx.add_video("final", frames, kind="final", source=source)
         scores = _final_scores(frames)
         # Playable copies for people; videos/final.npy stays the exact record.
-        even = frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0
-        write_video(ctx.resolve("video.mp4"), frames, fps=VIDEO_FPS, lossless=not even)
-        write_video(ctx.resolve("video.gif"), frames, fps=VIDEO_FPS)
+        playable = write_playable(ctx.run_dir, "video", frames)
         result = {
             "video": record["path"],
-            "files": {"video (mp4)": "video.mp4", "video (gif)": "video.gif"},
+            "files": {"video (mp4)": playable["mp4"], "video (gif)": playable["gif"]},
             "source": source,
             "scores": scores,
             "lora_steps": state["lora_steps"],

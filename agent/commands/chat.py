@@ -37,6 +37,7 @@ def chat(
     from agent.display import EventPrinter, print_summary
     from agent.launch import task_view
     from agent.run import AgentSession
+    from agent.summary import checker_verdict, write_summary
 
     console = Console()
     cfg, the_task, folder = prepare_run(
@@ -57,18 +58,23 @@ def chat(
         "[dim]Enter: let the teacher go on · /spec: show the spec · /stop: end the run · "
         "/quit: leave (resume later)[/dim]"
     )
+    view, reasoner = task_view(the_task), build_reasoner(cfg)
     with AgentSession(
         cfg,
-        task_view(the_task),
+        view,
         folder,
-        reasoner=build_reasoner(cfg),
+        reasoner=reasoner,
         scorer=build_scorer(cfg.scorer),
         teacher=build_teacher(cfg.teacher),
         interactive=True,
         on_event=EventPrinter(console, cfg.budgets.max_lora_steps, full_text=True),
     ) as session:
         finished = chat_loop(session, ask=console.input, show=console.print)
-        if finished:
-            print_summary(console, session.outcome())
-        else:
-            console.print(f"paused; run the same command again to resume ({folder})")
+        outcome = session.outcome() if finished else None
+    if outcome is None:
+        console.print(f"paused; run the same command again to resume ({folder})")
+        return
+    # After the session: it has put the video model back to a fresh LoRA.
+    checker = checker_verdict(the_task, outcome)
+    page = write_summary(outcome, cfg, view, reasoner, checker)
+    print_summary(console, outcome, checker, page)

@@ -1,4 +1,7 @@
-"""`vlm-teacher run`: the agent on one task, start to end, with progress and a summary."""
+"""`vlm-teacher run`: the agent on one task, start to end, with progress and a summary.
+
+The summary is printed and written as `summary.html` in the run folder (agent/summary.py).
+"""
 
 from __future__ import annotations
 
@@ -36,8 +39,7 @@ def run(
     from agent.display import EventPrinter, print_summary
     from agent.launch import task_view
     from agent.run import run_task
-    from evals.tasks import check as check_task
-    from evals.tasks import has_checker
+    from agent.summary import checker_verdict, write_summary
 
     console = Console()
     cfg, the_task, folder = prepare_run(
@@ -56,18 +58,16 @@ def run(
 
     teacher = build_teacher(cfg.teacher)
     console.print(f"[dim]building the reasoner and scorer; run folder {folder}[/dim]")
+    view, reasoner = task_view(the_task), build_reasoner(cfg)
     outcome = run_task(
         cfg,
-        task_view(the_task),
+        view,
         folder,
-        reasoner=build_reasoner(cfg),
+        reasoner=reasoner,
         scorer=build_scorer(cfg.scorer),
         teacher=teacher,
         on_event=EventPrinter(console, cfg.budgets.max_lora_steps),
     )
-    checker = None
-    if has_checker(the_task):
-        import numpy as np
-
-        checker = check_task(the_task, np.load(outcome.video_path)).to_dict()
-    print_summary(console, outcome, checker)
+    checker = checker_verdict(the_task, outcome)
+    page = write_summary(outcome, cfg, view, reasoner, checker)
+    print_summary(console, outcome, checker, page)
