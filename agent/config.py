@@ -14,6 +14,7 @@ read from the environment variable `teacher.api_key_env` names.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,6 +91,25 @@ class BudgetConfig(BaseModel):
     )
 
 
+class SpecOverrides(BaseModel):
+    """Spec fields fixed by the setup, replacing what the teacher writes (for ablations)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lam: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description=(
+            "Weight of the goal terms in every spec the teacher writes or revises (1: goal "
+            "only, 0: process only). A spec that then has nothing to optimize (lam 0 and no "
+            "process term, lam 1 and no goal term) is rejected with the reason. None: the "
+            "teacher's own lam."
+        ),
+    )
+
+
 class ToolsConfig(BaseModel):
     """Limits of the tools that are not the teacher's to choose."""
 
@@ -106,6 +126,10 @@ class ToolsConfig(BaseModel):
         default=224,
         ge=0,
         description="Frames are enlarged (nearest) to at least this many pixels for the VLM.",
+    )
+    spec_overrides: SpecOverrides = Field(
+        default_factory=SpecOverrides,
+        description="Spec fields the write/revise tools set whatever the teacher sends.",
     )
 
 
@@ -146,7 +170,28 @@ class AgentConfig(BaseModel):
             raise ConfigError(
                 "tto.time_budget_s is not used by the agent: set budgets.wall_clock_s instead"
             )
+        if self.teacher.offline.until_budget and self.tto.tau is not None:
+            raise ConfigError(
+                "teacher.offline.until_budget runs every step of the budget, but tto.tau "
+                f"({self.tto.tau}) would stop the optimizer early: set tto.tau: null"
+            )
         return self
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `override` laid over it: mappings merge key by key, anything else replaces.
+
+    An explicit None in `override` replaces too (`tto: {tau: null}` turns early
+    stopping off).
+    """
+    merged = dict(base)
+    for key, value in override.items():
+        old = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            merged[key] = deep_merge(old, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def agent_config_from_dict(
@@ -166,14 +211,25 @@ def agent_config_from_dict(
         raise ConfigError(format_validation_error(error, where)) from None
 
 
-def load_agent_config(path: str | Path, overrides: dict[str, Any] | None = None) -> AgentConfig:
-    """Read an agent YAML and apply `overrides` (dotted keys, e.g. 'teacher.model')."""
+def load_agent_config(
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    patch: Mapping[str, Any] | None = None,
+    where: str | None = None,
+) -> AgentConfig:
+    """Read an agent YAML, deep-merge `patch` over it (`deep_merge`), then apply `overrides`.
+
+    `overrides` are dotted keys (e.g. 'teacher.model', None values skipped);
+    `where` names the source in error messages (default: the path).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"agent config {path} does not exist; see configs/agent/ for examples")
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a YAML mapping with teacher/reasoner/... sections")
+    if patch:
+        data = deep_merge(data, patch)
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -184,4 +240,4 @@ def load_agent_config(path: str | Path, overrides: dict[str, Any] | None = None)
             if not isinstance(node, dict):
                 raise ConfigError(f"cannot set {dotted}: {key} is not a section in {path}")
         node[leaf] = value
-    return agent_config_from_dict(data, base_dir=path.parent, where=str(path))
+    return agent_config_from_dict(data, base_dir=path.parent, where=where or str(path))

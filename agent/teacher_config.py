@@ -26,6 +26,14 @@ class OfflinePolicyConfig(BaseModel):
         description="A burst that lowers the loss by less than this fraction has converged.",
     )
     max_revisions: int = Field(default=2, ge=0, description="Spec revisions it may make.")
+    until_budget: bool = Field(
+        default=False,
+        description=(
+            "Run every LoRA step of the budget before verifying and finishing: no stop on "
+            "convergence or on a passing verify (the fixed-N-steps ablation; needs tto.tau: "
+            "null so the optimizer does not stop either)."
+        ),
+    )
 
 
 class TeacherConfig(BaseModel):

@@ -16,7 +16,8 @@ Run folder layout (every path a tool touches goes through `resolve`):
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,8 @@ class ToolSettings:
     preview_frames: int = 3  # frames of a preview shown as images after a burst
     max_inspect_frames: int = 8  # most frames one inspect_frames call returns
     min_image_side: int = 224  # small frames are enlarged (nearest) so a VLM can see them
+    # Spec fields the setup fixes over the teacher's choice, e.g. {"lam": 1.0} (None: keep).
+    spec_overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
