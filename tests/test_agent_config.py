@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,9 @@ import yaml
 
 from agent.components import build_reasoner, build_scorer, check_shipped_models
 from agent.config import load_agent_config
-from agent.launch import load_config
+from agent.launch import load_config, load_task
 from evals.mini import paths
+from evals.tasks import parse_task_id, split_of_seed
 from reasoner.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "agent"
@@ -72,6 +74,20 @@ def test_mini_config_builds_the_shipped_models_from_any_working_directory(
     reasoner = build_reasoner(config)
     assert reasoner.latent_shape[2] == config.reasoner.video_model.num_frames  # pixel space
     assert build_scorer(config.scorer) is not None
+
+
+def test_make_demo_runs_the_main_job_on_a_held_out_mini_task() -> None:
+    makefile = (CONFIGS.parents[1] / "Makefile").read_text()
+    recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    command = re.search(r"vlm-teacher run --config (\S+) --task (\S+) --fresh", recipe)
+    assert command is not None, recipe
+    config_path, task_id = command.groups()
+    assert config_path == "configs/agent/mini.yaml"
+    _, seed = parse_task_id(task_id)
+    assert split_of_seed(seed) == "test"  # never trained on
+    config = load_agent_config(CONFIGS.parents[1] / config_path)
+    task = load_task(task_id, config)  # rendered at the mini VGM's size and frame count
+    assert task.num_frames == config.reasoner.video_model.num_frames
 
 
 def test_swapping_the_teacher_is_one_line(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
-"""`vlm-teacher demo`: what `make demo` runs.
+"""`vlm-teacher demo`: the reasoner's step benchmark on the tiny CPU config.
 
-Until the main job (the agent on the mini world) is wired in, the demo runs
-the reasoner's step benchmark on the tiny CPU config, which exercises the whole
-differentiable path: one-step prediction, surrogate decode, loss, LoRA update.
+It exercises the whole differentiable path — one-step prediction, surrogate
+decode, loss, LoRA update — in seconds, with no weights. `make demo` runs the
+main job instead: `vlm-teacher run --config configs/agent/mini.yaml --task ...`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reasoner" / "ti
 
 
 def demo() -> None:
-    """Run the main job on CPU (for now: the reasoner step benchmark on the tiny config)."""
+    """Benchmark reasoner steps on the tiny CPU config (`make demo` runs the main job)."""
     from agent.commands.bench import run_step
 
     if not TINY_CONFIG.is_file():
