@@ -9,6 +9,7 @@ or from a model teacher client.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -144,4 +145,33 @@ class IncludeOnly:
                     "load a VQA scorer (scorer.source) or use include: all"
                 )
             return spec.model_copy(update={"goal": None, "process": [], "verifiers": []})
+        return spec
+
+
+@dataclass
+class FixedFields:
+    """A spec writer whose specs carry the fields the setup fixes (`tools.spec_overrides`).
+
+    The agent's spec tools apply them to every spec the teacher writes; this does
+    the same for the one spec `best_of_n` picks by, so a variant means the same
+    for both methods.
+    """
+
+    writer: Any
+    overrides: Mapping[str, Any]
+    include: Literal["all", "queries", "checks"]
+
+    @property
+    def usage(self) -> Any:
+        return self.writer.usage
+
+    def write_spec(self, prompt: str, image: torch.Tensor | None) -> RewardSpec:
+        from reasoner.spec import SpecError
+        from tools.write_reward_spec import fix_fields
+
+        spec = self.writer.write_spec(prompt, image)
+        try:
+            spec, _ = fix_fields(spec, self.overrides, self.include)
+        except SpecError as err:
+            raise ConfigError(f"the spec does not fit tools.spec_overrides: {err}") from None
         return spec
