@@ -15,6 +15,7 @@ from agent.commands import bench as bench_command
 from agent.commands import chat as chat_command
 from agent.commands import demo as demo_command
 from agent.commands import eval as eval_command
+from agent.commands import experiment as experiment_command
 from agent.commands import report as report_command
 from agent.commands import run as run_command
 from agent.commands import tasks as tasks_command
@@ -36,6 +37,7 @@ def main() -> None:
 # Command groups: one line each, wired here so the whole CLI is visible at a glance.
 app.command("report")(report_command.report)
 app.command("eval")(eval_command.eval_command)
+app.command("experiment")(experiment_command.experiment_command)
 app.add_typer(tasks_command.app, name="tasks")
 app.add_typer(train_command.app, name="train")
 app.add_typer(bench_command.app, name="bench")
