@@ -409,7 +409,7 @@ def run_experiment(
         matched = _matched(out, _records(out, ids, phase1), plan)
         say(
             f"phase 2/2: {plan.matched} with N = {matched.n} (teacher "
-            f"{matched.teacher_seconds:.2f} s / base {matched.base_seconds:.2f} s per instance)"
+            f"{matched.teacher_seconds:.3g} s / base {matched.base_seconds:.3g} s per instance)"
         )
         batch = config.model_copy(update={"methods": [plan.matched], "limit": limit})
         factories = build([plan.matched], {plan.matched: matched.n})
