@@ -119,7 +119,13 @@ def measure(
         start = time.perf_counter()
         records = [
             sample_task(reasoner, task, samples, noise_seed)
-            for task in iter_split(split, families=[name], limit=per_family)
+            for task in iter_split(
+                split,
+                families=[name],
+                limit=per_family,
+                size=cfg.video_model.height,
+                num_frames=cfg.video_model.num_frames,  # the checker needs the model's length
+            )
         ]
         summary = summarize(records, samples)
         summary["seconds"] = round(time.perf_counter() - start, 1)

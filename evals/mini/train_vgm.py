@@ -52,6 +52,7 @@ from evals.mini.vgm_model import (
     VgmArchitecture,
     batched_velocity,
     build_models,
+    embed_prompts,
     encode_prompts,
     euler_sample,
     save_model_folder,
@@ -77,13 +78,13 @@ class VgmTrainConfig(BaseModel):
         default_factory=lambda: list(FAMILIES), description="Mini-world families trained on."
     )
     size: int = Field(32, description="Frame size in pixels (square).")
-    num_frames: int = Field(17, description="Frames per video (4k+1).")
+    num_frames: int = Field(9, description="Frames per video (4k+1).")
     max_sequence_length: int = Field(
         48, ge=8, description="Text tokens (the longest instruction is ~35)."
     )
     batch_size: int = Field(8, ge=1, description="Videos per optimizer step (both stages).")
 
-    flow_steps: int = Field(2000, ge=0, description="Optimizer steps of stage 1 (flow matching).")
+    flow_steps: int = Field(5000, ge=0, description="Optimizer steps of stage 1 (flow matching).")
     flow_lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate of stage 1.")
     warmup_steps: int = Field(50, ge=0, description="Linear warm-up steps (both stages).")
     min_lr_ratio: float = Field(
@@ -101,6 +102,15 @@ class VgmTrainConfig(BaseModel):
         ge=0,
         lt=1,
         description="EMA decay of the weights (warmed up as min(decay, (1+t)/(10+t))).",
+    )
+    train_text_encoder: bool = Field(
+        True,
+        description=(
+            "Train the UMT5 text encoder with the transformer. Wan's cross-attention has no "
+            "positions on the text side, so which colour is the agent and which the goal "
+            "must be in the text states themselves; a frozen random-init encoder barely mixes "
+            "context (swapping two colour words left the loss unchanged), a trained one does."
+        ),
     )
     object_weight: float = Field(
         10.0,
@@ -224,6 +234,11 @@ class Trainer:
         self.transformer, self.text_encoder = build_models(
             cfg.architecture, self.tokenizer, cfg.seed
         )
+        self.text_encoder.requires_grad_(cfg.train_text_encoder)
+        # Everything the optimizer, the EMA and the checkpoints cover.
+        self.trainable = torch.nn.ModuleDict(
+            {"transformer": self.transformer, "text_encoder": self.text_encoder}
+        )
         self.history: dict[str, list[float]] = {"flow": [], "distill": []}
         scheduler = make_scheduler(cfg.flow_shift)
         self.student_sigmas = sampler_sigmas(scheduler, len(cfg.sampler_sigmas), cfg.sampler_sigmas)
@@ -232,9 +247,8 @@ class Trainer:
     # -- shared pieces ---------------------------------------------------------
 
     def _embed(self, prompts: list[str]) -> torch.Tensor:
-        return encode_prompts(
-            prompts, self.tokenizer, self.text_encoder, self.cfg.max_sequence_length
-        )
+        embed = embed_prompts if torch.is_grad_enabled() else encode_prompts
+        return embed(prompts, self.tokenizer, self.text_encoder, self.cfg.max_sequence_length)
 
     def _progress(self) -> Progress:
         return Progress(
@@ -261,7 +275,7 @@ class Trainer:
                 "config": self.cfg.model_dump(),
                 "stage": stage,
                 "step": step,
-                "model": self.transformer.state_dict(),
+                "model": self.trainable.state_dict(),
                 "ema": ema.shadow,
                 "optimizer": opt.state_dict(),
                 "history": self.history,
@@ -285,7 +299,10 @@ class Trainer:
 
     def _optimizer(self, lr: float) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
-            self.transformer.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0
+            [p for p in self.trainable.parameters() if p.requires_grad],
+            lr=lr,
+            betas=(0.9, 0.99),
+            weight_decay=0.0,
         )
 
     def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, lr: float) -> None:
@@ -293,7 +310,7 @@ class Trainer:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.transformer.parameters(), self.cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.trainable.parameters(), self.cfg.grad_clip)
         opt.step()
 
     # -- stage 1: flow matching ---------------------------------------------------
@@ -321,14 +338,15 @@ class Trainer:
     def _pairs_path(self) -> Path:
         return self.work_dir / "distill_pairs.pt"
 
+    @torch.no_grad()
     def _make_pairs(self, ema_state: dict[str, torch.Tensor]) -> dict[str, Any]:
         """Teacher endpoints of the ODE from fixed noise, for `distill_pairs` train tasks."""
         path = self._pairs_path()
         if path.is_file():
             return torch.load(path, weights_only=False)
         cfg = self.cfg
-        self.transformer.load_state_dict(ema_state)
-        self.transformer.eval()
+        self.trainable.load_state_dict(ema_state)
+        self.trainable.eval()
         stream = DemoStream(
             cfg.batch_size, cfg.families, DISTILL_FIRST_SEED, cfg.size, cfg.num_frames
         )
@@ -416,7 +434,7 @@ class Trainer:
         ema: _Ema,
     ) -> None:
         cfg = self.cfg
-        self.transformer.train()
+        self.trainable.train()
         started = time.perf_counter()
         with self._progress() as bar:
             task = bar.add_task(label, total=total, completed=start_step, loss=0.0)
@@ -424,7 +442,7 @@ class Trainer:
                 loss = loss_fn(step)
                 lr = _lr(step, total, peak_lr, cfg.warmup_steps, cfg.min_lr_ratio)
                 self._step(opt, loss, lr)
-                ema.update(self.transformer, step)
+                ema.update(self.trainable, step)
                 self.history[name].append(loss.item())
                 bar.update(task, advance=1, loss=loss.item())
                 if (step + 1) % self.checkpoint_every == 0 or step + 1 == total:
@@ -444,7 +462,7 @@ class Trainer:
         state = self._load_checkpoint()
         stage, step = ("flow", 0) if state is None else (state["stage"], state["step"])
         if state is not None:
-            self.transformer.load_state_dict(state["model"])
+            self.trainable.load_state_dict(state["model"])
             self.history = state["history"]
             self.seconds = state["seconds"]
             self.log(f"resuming {stage} at step {step} from {self._checkpoint_path()}")
@@ -454,7 +472,7 @@ class Trainer:
         )
         if stage == "flow":
             opt = self._optimizer(cfg.flow_lr)
-            ema = _Ema(self.transformer, cfg.ema_decay)
+            ema = _Ema(self.trainable, cfg.ema_decay)
             if state is not None:
                 opt.load_state_dict(state["optimizer"])
                 ema.shadow = state["ema"]
@@ -471,16 +489,16 @@ class Trainer:
             flow_ema = ema.shadow
             stage, step, state = "distill", 0, None
             if cfg.distill_steps == 0:
-                self.transformer.load_state_dict(flow_ema)
+                self.trainable.load_state_dict(flow_ema)
                 return
             pairs = self._make_pairs(flow_ema)
             # The student starts as the teacher (the EMA weights).
-            self.transformer.load_state_dict(flow_ema)
+            self.trainable.load_state_dict(flow_ema)
         else:
             pairs = self._make_pairs({})  # stage 1 finished: the pairs are on disk
 
         opt = self._optimizer(cfg.distill_lr)
-        ema = _Ema(self.transformer, cfg.ema_decay)
+        ema = _Ema(self.trainable, cfg.ema_decay)
         if state is not None:
             opt.load_state_dict(state["optimizer"])
             ema.shadow = state["ema"]
@@ -494,15 +512,16 @@ class Trainer:
             opt,
             ema,
         )
-        self.transformer.load_state_dict(ema.shadow)
+        self.trainable.load_state_dict(ema.shadow)
 
     def export(self, out_dir: Path) -> Path:
         """Write the diffusers model folder and `training.json` (recipe, losses, seconds)."""
-        self.transformer.eval()
+        self.trainable.eval()
         save_model_folder(Path(out_dir), self.transformer, self.text_encoder, self.tokenizer)
         record = {
             "recipe": self.cfg.model_dump(),
             "parameters": sum(p.numel() for p in self.transformer.parameters()),
+            "text_encoder_parameters": sum(p.numel() for p in self.text_encoder.parameters()),
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
             "final_loss": {
                 k: round(sum(v[-50:]) / max(len(v[-50:]), 1), 5) for k, v in self.history.items()

@@ -45,10 +45,10 @@ class VgmArchitecture(BaseModel):
     )
     freq_dim: int = Field(64, ge=8, description="Sinusoidal timestep embedding width.")
     rope_max_seq_len: int = Field(32, ge=8, description="Longest token grid side RoPE covers.")
-    text_dim: int = Field(32, ge=8, description="Text encoder width (= transformer text_dim).")
-    text_layers: int = Field(1, ge=1, description="UMT5 encoder layers (frozen, random-init).")
-    text_heads: int = Field(2, ge=1, description="UMT5 attention heads.")
-    text_ff: int = Field(64, ge=8, description="UMT5 feed-forward width.")
+    text_dim: int = Field(64, ge=8, description="Text encoder width (= transformer text_dim).")
+    text_layers: int = Field(2, ge=1, description="UMT5 encoder layers.")
+    text_heads: int = Field(4, ge=1, description="UMT5 attention heads.")
+    text_ff: int = Field(128, ge=8, description="UMT5 feed-forward width.")
 
     def transformer_kwargs(self) -> dict:
         """Constructor arguments of `WanTransformer3DModel` (pixel space: 3 channels)."""
@@ -88,14 +88,14 @@ def build_models(
             feed_forward_proj="gated-gelu",
             pad_token_id=0,
             eos_token_id=1,
+            dropout_rate=0.0,  # trained jointly below: no dropout, train() == eval()
         )
         text_encoder = UMT5EncoderModel(text_config)
-    text_encoder.eval().requires_grad_(False)
+    text_encoder.eval().requires_grad_(False)  # the trainer unfreezes it (train_text_encoder)
     return transformer, text_encoder
 
 
-@torch.no_grad()
-def encode_prompts(
+def embed_prompts(
     prompts: list[str],
     tokenizer: T5Tokenizer,
     text_encoder: UMT5EncoderModel,
@@ -113,6 +113,17 @@ def encode_prompts(
     )
     states = text_encoder(tokens.input_ids, tokens.attention_mask).last_hidden_state
     return states * tokens.attention_mask.unsqueeze(-1).to(states.dtype)
+
+
+@torch.no_grad()
+def encode_prompts(
+    prompts: list[str],
+    tokenizer: T5Tokenizer,
+    text_encoder: UMT5EncoderModel,
+    max_sequence_length: int,
+) -> torch.Tensor:
+    """`embed_prompts` without gradients (inference, distillation targets)."""
+    return embed_prompts(prompts, tokenizer, text_encoder, max_sequence_length)
 
 
 def batched_velocity(
