@@ -8,9 +8,9 @@ Recipe (docs/mini-models.md explains the choices):
    `WanTransformer3DModel` learns the velocity v = noise - x0 on the solution
    videos of the mini world's train split, conditioned as Wan2.2-TI2V is (the
    first frame is the clean condition at timestep 0, the instruction goes
-   through a frozen UMT5). Noise levels are uniform in (0, 1], plus a share at
-   exactly 1 (the level the one-step prediction is read from). An EMA of the
-   weights is the result.
+   through a small UMT5 trained with it). Noise levels are uniform in (0, 1],
+   plus a share at exactly 1 (the level the one-step prediction is read from).
+   An EMA of the weights is the result.
 2. **Step distillation** into the 4-step sampler the reasoner uses: the EMA
    model (teacher) solves the flow ODE from fixed noise with many Euler steps;
    the student (initialised from it) learns, at each of the sampler's noise

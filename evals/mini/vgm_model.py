@@ -1,7 +1,7 @@
 """The mini video model: a small pixel-space Wan2.2-TI2V-style transformer, run in batches.
 
-The mini VGM is the real diffusers `WanTransformer3DModel` with a frozen,
-random-init `UMT5EncoderModel` and an offline tokenizer, saved as a diffusers
+The mini VGM is the real diffusers `WanTransformer3DModel` with a small
+`UMT5EncoderModel` (trained with it) and an offline tokenizer, saved as a diffusers
 folder (transformer/, text_encoder/, tokenizer/, no vae/) that
 `VideoReasoner.from_config` loads like any Wan model. Its latents are pixels:
 (B, 3, F, H, W) in [-1, 1], one latent frame per video frame.
@@ -72,7 +72,7 @@ class VgmArchitecture(BaseModel):
 def build_models(
     arch: VgmArchitecture, tokenizer: T5Tokenizer, seed: int
 ) -> tuple[WanTransformer3DModel, UMT5EncoderModel]:
-    """Seeded random-init transformer and frozen text encoder (the global RNG is left alone)."""
+    """Seeded random-init transformer and text encoder (the global RNG is left alone)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         transformer = WanTransformer3DModel(**arch.transformer_kwargs())
