@@ -10,10 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from evals.mini.scorer_data import ScorerDataConfig, to_frames
+from evals.mini.scorer_data import ScorerDataConfig, palette_targets, to_frames
 from evals.mini.train_scorer import (
+    ALIGN_MIN_SHARE,
     CARD_NAME,
     BatchedAnswerer,
+    ColorAlignHead,
     Item,
     ScorerTrainConfig,
     answer_loss,
@@ -21,8 +23,10 @@ from evals.mini.train_scorer import (
     corpus,
     lr_at,
     train,
+    train_batch,
 )
 from evals.tasks import get_task, perturb
+from evals.tasks.palette import OBJECT_COLORS, rgb
 from reasoner.vlm_builders import TinyQwenVLConfig
 from reasoner.vqa import VQAScorer
 
@@ -105,6 +109,50 @@ def test_answer_loss_reaches_the_vision_encoder_and_the_pixels() -> None:
     assert frames.grad is not None and frames.grad.abs().sum() > 0
     patch = model.model.visual.patch_embed.proj.weight
     assert patch.grad is not None and patch.grad.abs().sum() > 0
+
+
+def test_colour_alignment_targets_and_learning() -> None:
+    """The alignment loss targets the colours a token's pixels show, and a few steps of it
+    make a colour's vision tokens closest to that colour word's embedding."""
+    model, tokenizer = build_scorer_model(_tiny_config())
+    model.train().requires_grad_(True)
+    answerer = BatchedAnswerer(model, tokenizer)
+    head = ColorAlignHead.for_tokenizer(tokenizer)
+    red, blue = (torch.tensor(rgb(c), dtype=torch.float32) / 255 for c in ("red", "blue"))
+    frames = torch.ones(2, 3, 32, 32)  # white background, a red block and a blue block
+    frames[:, :, :8, :8] = red[:, None, None]
+    frames[:, :, 16:24, 16:24] = blue[:, None, None]
+    pre = answerer.preprocess
+    palette = palette_targets(frames, pre.patch_size, pre.merge_size, pre.temporal_patch_size)
+    shown = (palette[:, :, head.palette_index].amax(dim=1) >= ALIGN_MIN_SHARE).float()
+    expected = torch.zeros(16, len(OBJECT_COLORS))  # 4 x 4 tokens of 8 px, row-major
+    expected[0, OBJECT_COLORS.index("red")] = 1
+    expected[10, OBJECT_COLORS.index("blue")] = 1
+    assert torch.equal(shown, expected)
+
+    optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=1e-2)
+    for _ in range(30):
+        _, tokens = answerer.forward([Item(frames, 0, ("Is it red?",), (True,))])
+        loss = head.loss(tokens, model.get_input_embeddings().weight, palette)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        _, tokens = answerer.forward([Item(frames, 0, ("Is it red?",), (True,))])
+        logits = head.logits(tokens, model.get_input_embeddings().weight)
+    assert logits[0].argmax() == OBJECT_COLORS.index("red")
+    assert logits[10].argmax() == OBJECT_COLORS.index("blue")
+    assert logits[0, OBJECT_COLORS.index("red")] > logits[5, OBJECT_COLORS.index("red")]
+
+
+def test_the_curriculum_trains_probe_questions_first() -> None:
+    cfg = _tiny_config(probe_only_steps=3)
+    early = [r.role for ex in train_batch(cfg, 2, None) for r in ex.rows]
+    late = [r.role for ex in train_batch(cfg, 3, None) for r in ex.rows]
+    assert set(early) == {"probe"}
+    assert {"probe", "goal", "process"} <= set(late)
+    with pytest.raises(ValueError, match="probe_questions"):
+        _tiny_config(probe_only_steps=3, data=ScorerDataConfig(probe_questions=0))
 
 
 def test_the_tokenizer_covers_every_question_word_and_one_token_answers() -> None:

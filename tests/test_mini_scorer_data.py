@@ -10,10 +10,12 @@ import torch
 
 from evals.mini.questions import object_colors
 from evals.mini.scorer_data import (
+    PROBES,
     SYNTHETIC_KINDS,
     ScorerDataConfig,
     absent_colors,
     balance,
+    colors_present,
     distinct_perturbations,
     examples_for_tasks,
     palette_targets,
@@ -24,6 +26,7 @@ from evals.mini.scorer_data import (
     yes_rates,
 )
 from evals.tasks import FAMILIES, check, get_task, perturb
+from evals.tasks.palette import OBJECT_COLORS, rgb
 from evals.tasks.splits import split_of_seed
 
 CFG = ScorerDataConfig()
@@ -45,10 +48,12 @@ def test_labels_are_the_checkers_verdicts() -> None:
     examples = _examples()
     assert {e.family for e in examples} == set(FAMILIES)
     for ex in examples:
-        task = get_task(ex.task_id)
+        task = get_task(ex.task_id, num_frames=CFG.num_frames)
         criteria = check(task, ex.video).criteria
         assert criteria == ex.criteria
         for row in ex.rows:
+            if row.role == "probe":  # answered from pixels (test below)
+                continue
             if row.absent_color:
                 assert row.answer is False
             else:
@@ -67,11 +72,39 @@ def test_absent_colour_questions_name_a_colour_missing_from_every_frame() -> Non
     swapped = [(ex, r) for ex in examples for r in ex.rows if r.absent_color]
     assert len(swapped) >= len(examples) // 2
     for ex, row in swapped:
-        task = get_task(ex.task_id)
+        task = get_task(ex.task_id, num_frames=CFG.num_frames)
         named = set(object_colors(row.text))
         new = named - set(object_colors(task.instruction))
         assert len(new) == 1 and new <= set(absent_colors(ex.video))
         assert row.role == "goal" and row.answer is False
+
+
+def test_colours_are_present_from_four_pixels_on() -> None:
+    video = np.full((2, 16, 16, 3), 255, dtype=np.uint8)  # white
+    video[0, 0:2, 0:2] = rgb("red")  # 4 px: present
+    video[1, 5, 5:8] = rgb("blue")  # 3 px: not yet
+    assert colors_present(video) == {"red"}
+    assert colors_present(video[1:]) == set()
+
+
+def test_probe_questions_are_pairs_that_differ_only_in_the_colour() -> None:
+    examples = _examples()
+    pairs = 0
+    for ex in examples:
+        probes = [r for r in ex.rows if r.role == "probe"]
+        assert probes and len(probes) <= CFG.probe_questions
+        for row in probes:
+            template, frames = PROBES[row.criterion]
+            (color,) = [c for c in OBJECT_COLORS if template.format(color=c) == row.text]
+            assert row.answer == (color in colors_present(ex.video[frames]))
+            assert row.window == tuple(range(ex.video.shape[0]))
+        for yes, no in zip(probes[::2], probes[1::2], strict=False):
+            if yes.criterion == no.criterion and yes.answer and not no.answer:
+                pairs += 1
+    # Nearly every video shows some but not all colours: (almost) every probe is half a pair.
+    assert pairs >= 0.9 * sum(len([r for r in e.rows if r.role == "probe"]) for e in examples) / 2
+    held_out = _examples(held_out=True)
+    assert not any(r.role == "probe" for e in held_out for r in e.rows)
 
 
 def test_balance_evens_out_yes_and_no() -> None:

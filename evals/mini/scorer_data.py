@@ -98,7 +98,9 @@ class ScorerDataConfig(BaseModel):
         default_factory=lambda: list(FAMILIES), description="Mini-world families to draw from."
     )
     size: int = Field(32, ge=16, description="Frame size in pixels (square).")
-    num_frames: int = Field(17, ge=5, description="Frames per video (4k+1).")
+    num_frames: int = Field(
+        9, ge=5, description="Frames per video (4k+1; the mini video model makes 9)."
+    )
     source_weights: dict[str, float] = Field(
         default_factory=lambda: {"solution": 1.0, "perturb": 3.0, "synthetic": 3.0, "vgm": 3.0},
         description="Relative frequency of each video source; 'vgm' is used only when a "
@@ -115,6 +117,11 @@ class ScorerDataConfig(BaseModel):
         ge=0,
         le=1,
         description="Share of goal questions that name a colour absent from the video (No).",
+    )
+    probe_questions: int = Field(
+        8,
+        ge=0,
+        description="Colour-presence questions added per training video (see probe_rows).",
     )
     paraphrases_per_criterion: int = Field(
         2, ge=1, description="Distinct paraphrases asked per criterion about each video."
@@ -386,6 +393,52 @@ def rows_for(
     return rows
 
 
+PROBES: dict[str, tuple[str, slice]] = {
+    "probe:first": ("Is any part of the first frame {color}?", slice(0, 1)),
+    "probe:last": ("Is any part of the last frame {color}?", slice(-1, None)),
+    "probe:any": ("Is anything {color} at some point in the video?", slice(None)),
+}
+"""Colour-presence questions asked in training only: (template, frames they are about)."""
+
+PROBE_MIN_PIXELS = 4
+"""A colour is present in a frame when at least this many pixels are nearest to it."""
+
+
+def colors_present(frames: np.ndarray) -> set[str]:
+    """Object colours that at least ``PROBE_MIN_PIXELS`` pixels of ``frames`` show."""
+    pixels = frames.reshape(-1, 3).astype(np.int32)
+    dist2 = ((pixels[:, None, :] - PALETTE_RGB.astype(np.int32)[None]) ** 2).sum(-1)
+    nearest = dist2.argmin(-1)
+    nearest[dist2.min(-1) > PALETTE_FAR**2] = -1
+    counts = np.bincount(nearest[nearest >= 0], minlength=len(COLOR_NAMES))
+    return {c for c in OBJECT_COLORS if counts[COLOR_NAMES.index(c)] >= PROBE_MIN_PIXELS}
+
+
+def probe_rows(video: np.ndarray, rng: np.random.Generator, count: int) -> list[Row]:
+    """About ``count`` colour-presence questions about the whole video (answers from its pixels).
+
+    They teach the language model to tie colour words to what the vision
+    tokens show (the binding every task question relies on) with a dense,
+    cheap signal; they are never part of the held-out sets. They come in
+    pairs that differ only in the colour word, one present and one absent
+    colour (``count`` // 2 pairs, at least one): the same video and wording
+    with opposite answers, so only the colour word explains the answer.
+    """
+    rows = []
+    window = tuple(range(video.shape[0]))
+    names = list(PROBES)
+    for _ in range(max(1, count // 2) if count else 0):
+        kind = names[int(rng.integers(len(names)))]
+        template, frames = PROBES[kind]
+        present = colors_present(video[frames])
+        for pool in (sorted(present), sorted(set(OBJECT_COLORS) - present)):
+            if pool:
+                color = pool[int(rng.integers(len(pool)))]
+                text = template.format(color=color)
+                rows.append(Row(text, kind, "probe", color in present, window, False, False))
+    return rows
+
+
 def _absent_question(
     task: Task,
     video: np.ndarray,
@@ -420,6 +473,8 @@ def make_example(
     """Score ``video`` with the task's checker and ask its questions."""
     result = check(task, video)
     rows = rows_for(task, video, result.criteria, rng, cfg, held_out=held_out)
+    if not held_out:
+        rows += probe_rows(video, rng, cfg.probe_questions)
     return Example(video, task.task_id, task.family, source, dict(result.criteria), tuple(rows))
 
 

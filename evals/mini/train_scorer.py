@@ -20,7 +20,13 @@ mini-world video. Recipe (docs/mini-models.md):
 3. Loss: cross-entropy of the checker's answer token ("Yes" or "No") over the
    whole vocabulary at the answer position, so P(Yes) itself (the quantity the
    test-time optimization minimises the NLL of) is trained, not only its ratio
-   to P(No).
+   to P(No). Two training-only losses help the model read colours: a palette
+   read-out of every vision token, and the colour-word alignment
+   (:class:`ColorAlignHead`) between the vision tokens and the language
+   model's embeddings of the colour words. A curriculum trains colour-presence
+   probe questions alone for the first ``probe_only_steps``: without the
+   alignment and the curriculum the answers stayed at chance (measured;
+   docs/mini-models.md).
 4. Evaluation through ``VQAScorer.from_pretrained`` on the saved folder, on
    held-out paraphrases of held-out-split tasks; results go to
    ``scorer_card.json`` beside the weights.
@@ -43,7 +49,7 @@ import numpy as np
 import torch
 import typer
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -56,6 +62,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from evals.mini.questions import GROUPS, SLOTS
 from evals.mini.scorer_data import (
+    PROBES,
     Example,
     Row,
     ScorerDataConfig,
@@ -69,7 +76,7 @@ from evals.mini.scorer_data import (
     vgm_sampler,
     yes_rates,
 )
-from evals.tasks.palette import OBJECT_COLORS, PALETTE_RGB
+from evals.tasks.palette import COLOR_NAMES, OBJECT_COLORS, PALETTE_RGB
 from reasoner.vlm_builders import TinyQwenVLConfig, build_tiny_qwen_vl
 from reasoner.vlm_preprocess import VisionPreprocessConfig, preprocess_video
 from reasoner.vqa import PROMPT_FORMATS, VQAScorer, VQAScorerConfig, _frame_times
@@ -133,6 +140,22 @@ class ScorerTrainConfig(BaseModel):
         description="Weight of the dense palette loss: a linear read-out (dropped after "
         "training) must recover each vision token's colour fractions per frame and patch.",
     )
+    align_weight: float = Field(
+        5.0,
+        ge=0,
+        description="Weight of the colour-word alignment loss (see ColorAlignHead): each "
+        "vision token the language model reads must tell, by its cosine similarity to the "
+        "language model's input embedding of each colour word, which object colours it "
+        "shows. Without it the language model does not learn to bind a question's colour "
+        "word to the video (answers stay at chance); 0 turns it off.",
+    )
+    probe_only_steps: int = Field(
+        400,
+        ge=0,
+        description="Curriculum: for the first steps only the colour-presence probe questions "
+        "are trained (scorer_data.probe_rows), so the language model learns to read a colour "
+        "word off the video before the task questions, whose answers also depend on it.",
+    )
     vgm_drift_std: float = Field(
         0.02,
         ge=0,
@@ -152,6 +175,15 @@ class ScorerTrainConfig(BaseModel):
     num_threads: int = Field(2, ge=1, description="torch CPU threads.")
     log_every: int = Field(50, ge=1, description="Steps between loss lines in the log.")
 
+    @model_validator(mode="after")
+    def _curriculum_has_probes(self) -> ScorerTrainConfig:
+        if self.probe_only_steps > 0 and self.data.probe_questions == 0:
+            raise ValueError(
+                "probe_only_steps > 0 trains probe questions only, but data.probe_questions "
+                "is 0; set data.probe_questions > 0 or probe_only_steps: 0"
+            )
+        return self
+
 
 # -------------------------------------------------------------------- vocabulary
 
@@ -168,6 +200,7 @@ def corpus(cfg: ScorerTrainConfig) -> list[str]:
                     for b in OBJECT_COLORS:
                         if a != b:
                             texts.append(template.format(**{first: a, second: b}))
+    texts += [template.format(color=c) for template, _ in PROBES.values() for c in OBJECT_COLORS]
     scorer = VQAScorerConfig()
     texts += [scorer.question_suffix.strip()] * 50
     # Timestamps fall on quarter frames of the scored video (temporal patch midpoints).
@@ -363,9 +396,10 @@ def _balance_weight(p_yes: float, answer: bool, cap: float = 5.0) -> float:
 class StepResult:
     """One batch's losses and accuracies."""
 
-    loss: torch.Tensor  # answer loss + aux_weight * palette loss (what is minimised)
+    loss: torch.Tensor  # answer + aux_weight * palette + align_weight * align (minimised)
     answer_loss: float
     palette_loss: float
+    align_loss: float
     accuracy: dict[str, float]  # "all" and per role
 
 
@@ -380,9 +414,12 @@ def step_losses(
     items: Sequence[Item],
     palette_head: torch.nn.Module | None,
     aux_weight: float,
+    align_head: ColorAlignHead | None = None,
+    align_weight: float = 0.0,
 ) -> StepResult:
     """The answer loss (cross-entropy over the whole vocabulary, so P(Yes) itself is
-    trained) plus the dense palette loss on the vision tokens."""
+    trained) plus the dense palette loss on the vision tokens and the colour-word
+    alignment loss between the vision tokens and the colour words' embeddings."""
     logp, tokens = answerer.forward(items)  # logp (rows, 2): log P(Yes), log P(No)
     yes = torch.tensor([a for item in items for a in item.answers])
     weights = torch.tensor(
@@ -395,8 +432,8 @@ def step_losses(
     accuracy = {"all": float(correct.float().mean())}
     for role in sorted(set(roles) - {""}):
         accuracy[role] = float(correct[[r == role for r in roles]].float().mean())
-    palette = torch.zeros(())
-    if palette_head is not None:
+    palette = align = torch.zeros(())
+    if palette_head is not None or align_head is not None:
         pre = answerer.preprocess
         target = torch.cat(
             [
@@ -406,10 +443,71 @@ def step_losses(
                 for item in items
             ]
         )
-        logits = palette_head(tokens).view(target.shape)
-        palette = -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
-        loss = loss + aux_weight * palette
-    return StepResult(loss, float(nll.detach().mean()), float(palette.detach()), accuracy)
+        if palette_head is not None:
+            logits = palette_head(tokens).view(target.shape)
+            palette = -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+            loss = loss + aux_weight * palette
+        if align_head is not None:
+            embeddings = answerer.model.get_input_embeddings().weight
+            align = align_head.loss(tokens, embeddings, target)
+            loss = loss + align_weight * align
+    return StepResult(
+        loss, float(nll.detach().mean()), float(palette.detach()), float(align.detach()), accuracy
+    )
+
+
+ALIGN_MIN_SHARE = 0.05
+"""A vision token shows a colour when one of its patches has at least this share of
+pixels nearest to it (one pixel of a 4 px patch)."""
+
+
+class ColorAlignHead(torch.nn.Module):
+    """Training only: ties the colour words' input embeddings to the vision tokens.
+
+    A question's answer depends on which colour it names, so the language model
+    must match a colour word to the vision tokens of that colour. Learnt from
+    the yes/no bit alone, that lookup stays at chance for hundreds of steps
+    (measured; docs/mini-models.md). This loss gives it a shared space from the
+    start: each vision token (what the language model reads) scores every
+    object colour by its cosine similarity to that colour word's input
+    embedding (times a learnt scale), trained with binary cross-entropy against
+    the colours the token's pixels show. Its only parameter (the scale) is
+    dropped after training; the saved model is the plain Qwen-VL.
+    """
+
+    def __init__(self, color_token_ids: Sequence[int], palette_index: Sequence[int]) -> None:
+        super().__init__()
+        self.register_buffer("color_ids", torch.tensor(list(color_token_ids)), persistent=False)
+        self.register_buffer("palette_index", torch.tensor(list(palette_index)), persistent=False)
+        self.log_scale = torch.nn.Parameter(torch.tensor(2.0))
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: PreTrainedTokenizerBase) -> ColorAlignHead:
+        """The head for the object colours as the questions spell them (" red", ...)."""
+        ids = []
+        for color in OBJECT_COLORS:
+            pieces = tokenizer(f" {color}", add_special_tokens=False).input_ids
+            if len(pieces) != 1:
+                raise ValueError(
+                    f"colour word {color!r} must be one token of the scorer's vocabulary; "
+                    "train the tokenizer on the questions (corpus())"
+                )
+            ids.append(int(pieces[0]))
+        return cls(ids, [COLOR_NAMES.index(c) for c in OBJECT_COLORS])
+
+    def logits(self, tokens: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """(tokens, colours) scaled cosine similarities."""
+        words = torch.nn.functional.normalize(embeddings[self.color_ids], dim=-1)
+        return self.log_scale.exp() * torch.nn.functional.normalize(tokens, dim=-1) @ words.T
+
+    def loss(
+        self, tokens: torch.Tensor, embeddings: torch.Tensor, palette: torch.Tensor
+    ) -> torch.Tensor:
+        """BCE of :meth:`logits` against the colours shown (``palette`` from palette_targets)."""
+        shown = (palette[:, :, self.palette_index].amax(dim=1) >= ALIGN_MIN_SHARE).float()
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            self.logits(tokens, embeddings), shown
+        )
 
 
 def palette_head_for(model: PreTrainedModel, seed: int) -> torch.nn.Linear:
@@ -457,11 +555,24 @@ def train_batch(
     step: int,
     sampler: VideoSampler | None,
 ) -> list[Example]:
-    """The examples of training step ``step`` (a pure function of the step)."""
+    """The examples of training step ``step`` (a pure function of the step).
+
+    Before ``probe_only_steps`` only their probe rows are kept (the curriculum).
+    """
     tasks = train_tasks(cfg.data, [cfg.seed, 0], step, cfg.tasks_per_step)
-    return examples_for_tasks(
+    examples = examples_for_tasks(
         tasks, cfg.data, [cfg.seed, 0, step], cfg.videos_per_task, held_out=False, sampler=sampler
     )
+    if step >= cfg.probe_only_steps:
+        return examples
+    probes_only = [
+        Example(ex.video, ex.task_id, ex.family, ex.source, ex.criteria, rows)
+        for ex in examples
+        if (rows := tuple(r for r in ex.rows if r.role == "probe"))
+    ]
+    if not probes_only:
+        raise ValueError("no probe rows in this step's examples; raise data.probe_questions")
+    return probes_only
 
 
 def build_scorer_model(cfg: ScorerTrainConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -494,12 +605,16 @@ def train(
     # The palette read-out only shapes the vision tokens during training; it is
     # not part of the saved model.
     head = palette_head_for(model, cfg.seed)
+    align = ColorAlignHead.for_tokenizer(tokenizer) if cfg.align_weight > 0 else None
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embed" in n]
     optimizer = torch.optim.AdamW(
         [
             {"params": decay + list(head.parameters()), "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
+            {
+                "params": no_decay + ([] if align is None else list(align.parameters())),
+                "weight_decay": 0.0,
+            },
         ],
         lr=cfg.lr,
         betas=(0.9, 0.95),
@@ -516,7 +631,7 @@ def train(
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            result = step_losses(answerer, items, head, cfg.aux_weight)
+            result = step_losses(answerer, items, head, cfg.aux_weight, align, cfg.align_weight)
             optimizer.zero_grad(set_to_none=True)
             result.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -553,6 +668,7 @@ def _summary(step: int, window: Sequence[StepResult]) -> dict[str, Any]:
         "step": step,
         "answer_loss": round(float(np.mean([r.answer_loss for r in window])), 4),
         "palette_loss": round(float(np.mean([r.palette_loss for r in window])), 4),
+        "align_loss": round(float(np.mean([r.align_loss for r in window])), 4),
         "batch_accuracy": {
             k: round(float(np.mean([r.accuracy[k] for r in window if k in r.accuracy])), 3)
             for k in roles
