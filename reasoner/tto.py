@@ -92,6 +92,13 @@ class TTOConfig(BaseModel):
         description="Stop when the spec loss of the current iterate is ≤ tau, before "
         "stepping (paper: 0.22, about P(Yes)=0.8). None never stops early.",
     )
+    stop_needs_checks: bool = Field(
+        default=True,
+        description="The tau stop also needs every check of the spec to pass on the iterate. "
+        "tau is set for the VQA loss (-log P(Yes)); a check's loss is on its own, smaller "
+        "scale (a square twice its tolerance from the target scores ~1e-3), so the total can "
+        "sit below tau while a check still fails. False: the paper's rule, loss <= tau alone.",
+    )
     grad_steps: Literal["first", "last", "all"] = Field(
         default="first",
         description="Which denoising steps of the prediction carry gradients.",
@@ -369,7 +376,10 @@ class TestTimeOptimizer:
         grad_norm: float | None = None
         if finite and (self._best is None or loss_value < self._best[1]):
             self._best = (len(self.history), loss_value, self._weights())
-        if finite and cfg.tau is not None and loss_value <= cfg.tau:
+        checks_pass = not cfg.stop_needs_checks or all(
+            t.passed for t in result.terms if t.role == "check" and t.passed is not None
+        )
+        if finite and cfg.tau is not None and loss_value <= cfg.tau and checks_pass:
             stop_reason, action = "threshold", "stop"
         elif self.steps_taken >= cfg.max_steps:
             stop_reason, action = "max_steps", "stop"

@@ -124,7 +124,8 @@ def test_early_stop_triggers_when_loss_crosses_tau_and_not_before(
     # The first evaluation that is lower than every one before it.
     i = next(j for j in range(1, len(values)) if values[j] < min(values[:j]))
     tau = (values[i] + min(values[:i])) / 2
-    tto = make(reasoner, reward, CONFIG.model_copy(update={"tau": tau}))
+    # The paper's rule: the total loss alone (the next test covers the check verdicts).
+    tto = make(reasoner, reward, CONFIG.model_copy(update={"tau": tau, "stop_needs_checks": False}))
     history = tto.run_to_end()
 
     assert [r.action for r in history] == ["step"] * i + ["stop"]
@@ -133,6 +134,34 @@ def test_early_stop_triggers_when_loss_crosses_tau_and_not_before(
     # Stopped before stepping: the LoRA is the evaluated iterate, not one step further.
     assert tto.iterate == i and tto.best_index == i
     assert not tto.done  # a threshold stop can be resumed (e.g. after a spec revision)
+
+
+def test_tau_stop_waits_for_every_check_to_pass(reasoner) -> None:
+    # A tau no loss exceeds, and a check no iterate passes (a point the white dot,
+    # with a tolerance of 0.01, never reaches in 3 steps).
+    strict_spec = RewardSpec(
+        version=1,
+        rationale="an out-of-reach target",
+        checks=[
+            {
+                "kind": "reach_by_end",
+                "role": "goal",
+                "object": {"color": "white", "tolerance": 0.5},
+                "target": {"type": "point", "x": 0.02, "y": 0.02},
+                "tolerance": 0.01,
+            }
+        ],
+    )
+    reward = compile_spec(strict_spec, None, num_frames=K)
+    config = CONFIG.model_copy(update={"tau": 1e9, "max_steps": 3})
+    history = make(reasoner, reward, config).run_to_end()
+    verdicts = [t.passed for r in history for t in r.terms if t.role == "check"]
+    assert verdicts and not any(verdicts)
+    assert [r.action for r in history] == ["step", "step", "step", "stop"]
+    assert history[-1].stop_reason == "max_steps"
+
+    paper = make(reasoner, reward, config.model_copy(update={"stop_needs_checks": False}))
+    assert [r.stop_reason for r in paper.run_to_end()] == ["threshold"]
 
 
 class NaNOnCalls:
