@@ -392,6 +392,19 @@ def split_csv(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
+# Options `vlm-teacher eval` and `vlm-teacher experiment` share.
+FamiliesOpt = Annotated[
+    str | None, typer.Option(help="Comma-separated families or RULER categories.")
+]
+SeedOpt = Annotated[int | None, typer.Option(min=0, help="Batch seed.")]
+BackendOpt = Annotated[
+    str | None, typer.Option(help="local (worker processes), ray, or inprocess.")
+]
+WorkersOpt = Annotated[int | None, typer.Option(min=1, help="Local worker processes.")]
+RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Run failed records again.")]
+ProgressOpt = Annotated[bool, typer.Option(help="Show the progress bars.")]
+
+
 def eval_command(
     config: Annotated[Path, typer.Option("--config", help="Eval YAML (configs/eval/*.yaml).")],
     suite: Annotated[
@@ -405,18 +418,12 @@ def eval_command(
         Path | None, typer.Option(help="Batch folder (results, videos, traces).")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="First N instances only.")] = None,
-    families: Annotated[
-        str | None, typer.Option(help="Comma-separated families or RULER categories.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Batch seed.")] = None,
-    backend: Annotated[
-        str | None, typer.Option(help="local (worker processes), ray, or inprocess.")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes.")] = None,
-    retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", help="Run failed records again.")
-    ] = False,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    families: FamiliesOpt = None,
+    seed: SeedOpt = None,
+    backend: BackendOpt = None,
+    workers: WorkersOpt = None,
+    retry_failed: RetryFailedOpt = False,
+    progress: ProgressOpt = True,
 ) -> None:
     """Run methods over a benchmark suite; rerunning the same command resumes it."""
     from evals.batch.runner import run_batch, summary_line

@@ -23,7 +23,13 @@ from typing import Annotated
 import typer
 
 from agent.commands.eval import (
+    BackendOpt,
     EvalFileConfig,
+    FamiliesOpt,
+    ProgressOpt,
+    RetryFailedOpt,
+    SeedOpt,
+    WorkersOpt,
     failure_kinds,
     method_factories,
     prepare_eval,
@@ -71,16 +77,12 @@ def experiment_command(
         int | None, typer.Option(min=1, help="Instances per family (default: the file's).")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Batch folder (default: the file's).")] = None,
-    families: Annotated[str | None, typer.Option(help="Comma-separated families.")] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Batch seed.")] = None,
-    backend: Annotated[
-        str | None, typer.Option(help="local (worker processes), ray, or inprocess.")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes.")] = None,
-    retry_failed: Annotated[
-        bool, typer.Option("--retry-failed", help="Run failed records again.")
-    ] = False,
-    progress: Annotated[bool, typer.Option(help="Show the progress bars.")] = True,
+    families: FamiliesOpt = None,
+    seed: SeedOpt = None,
+    backend: BackendOpt = None,
+    workers: WorkersOpt = None,
+    retry_failed: RetryFailedOpt = False,
+    progress: ProgressOpt = True,
 ) -> None:
     """Run every method and ablation of the experiment, then write its table."""
     from evals.mini.experiment import run_experiment
