@@ -21,6 +21,7 @@ is run again only prints its summary).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -58,6 +59,7 @@ class SpecRow:
     window: str
     weight: str
     text: str
+    scored: bool = True  # False: the setup leaves this kind of term out (scorer.include)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,17 @@ def spec_rows(spec: RewardSpec) -> list[SpecRow]:
             )
         )
     return rows
+
+
+def mark_unscored(rows: list[SpecRow], include: str) -> list[SpecRow]:
+    """`rows` with the terms `scorer.include` leaves out of the optimization marked."""
+    if include == "all":
+        return rows
+    # Checks are named check[i]:...; everything else is a question.
+    return [
+        dataclasses.replace(row, scored=row.name.startswith("check[") == (include == "checks"))
+        for row in rows
+    ]
 
 
 def _finite(value: Any) -> float | None:
@@ -186,7 +199,8 @@ def write_summary(
         "exit": outcome.exit,
         "result": result,
         "spec": specs[-1] if specs else None,
-        "spec_rows": spec_rows(specs[-1]) if specs else [],
+        "spec_rows": mark_unscored(spec_rows(specs[-1]), config.scorer.include) if specs else [],
+        "include": config.scorer.include,
         "earlier_specs": [spec.summary() for spec in specs[:-1]],
         "total_curve": loss_curve_svg(total),
         "evaluations": len(total),

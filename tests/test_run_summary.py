@@ -139,3 +139,17 @@ def test_a_run_without_a_spec_shows_its_final_video_as_before(tmp_path: Path) ->
     for suffix in ("gif", "mp4"):
         before = (outcome.run_dir / f"before.{suffix}").read_bytes()
         assert before == (outcome.run_dir / f"video.{suffix}").read_bytes()
+
+
+def test_terms_the_setup_leaves_out_are_marked_on_the_page(run) -> None:
+    from agent.summary import SpecRow, mark_unscored
+
+    rows = [
+        SpecRow("goal", "goal", "last", "", "Does it end there?"),
+        SpecRow("check[0]:reach", "goal", "last", "1", "reach_by_end {}"),
+    ]
+    assert mark_unscored(rows, "all") == rows
+    assert [r.scored for r in mark_unscored(rows, "checks")] == [False, True]
+    assert [r.scored for r in mark_unscored(rows, "queries")] == [True, False]
+    # This run optimized everything: nothing is marked.
+    assert "not optimized" not in run[1].read_text()
