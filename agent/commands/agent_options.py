@@ -12,7 +12,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from agent.config import AgentConfig
+    from agent.run import RunOutcome
     from evals.tasks import Task
+    from reasoner.video_model import VideoReasoner
+    from tools.context import TaskView
 
 ConfigOpt = Annotated[
     Path,
@@ -95,3 +98,20 @@ def prepare_run(
     if threads is not None:
         torch.set_num_threads(threads)
     return cfg, the_task, folder
+
+
+def report_outcome(
+    console: Console,
+    outcome: RunOutcome,
+    config: AgentConfig,
+    task: Task,
+    view: TaskView,
+    reasoner: VideoReasoner,
+) -> None:
+    """After a run or chat: the checker's verdict, summary.html, the terminal summary."""
+    from agent.display import print_summary
+    from agent.summary import checker_verdict, write_summary
+
+    checker = checker_verdict(task, outcome)
+    page = write_summary(outcome, config, view, reasoner, checker)
+    print_summary(console, outcome, checker, page)

@@ -14,6 +14,7 @@ from agent.commands.agent_options import (
     ThreadsOpt,
     WallClockOpt,
     prepare_run,
+    report_outcome,
 )
 
 
@@ -34,10 +35,9 @@ def chat(
 
     from agent.chat import chat_loop
     from agent.components import build_reasoner, build_scorer, build_teacher
-    from agent.display import EventPrinter, print_summary
+    from agent.display import EventPrinter
     from agent.launch import task_view
     from agent.run import AgentSession
-    from agent.summary import checker_verdict, write_summary
 
     console = Console()
     cfg, the_task, folder = prepare_run(
@@ -75,6 +75,4 @@ def chat(
         console.print(f"paused; run the same command again to resume ({folder})")
         return
     # After the session: it has put the video model back to a fresh LoRA.
-    checker = checker_verdict(the_task, outcome)
-    page = write_summary(outcome, cfg, view, reasoner, checker)
-    print_summary(console, outcome, checker, page)
+    report_outcome(console, outcome, cfg, the_task, view, reasoner)

@@ -17,6 +17,7 @@ from agent.commands.agent_options import (
     ThreadsOpt,
     WallClockOpt,
     prepare_run,
+    report_outcome,
 )
 
 
@@ -36,10 +37,9 @@ def run(
     from rich.console import Console
 
     from agent.components import build_reasoner, build_scorer, build_teacher
-    from agent.display import EventPrinter, print_summary
+    from agent.display import EventPrinter
     from agent.launch import task_view
     from agent.run import run_task
-    from agent.summary import checker_verdict, write_summary
 
     console = Console()
     cfg, the_task, folder = prepare_run(
@@ -68,6 +68,4 @@ def run(
         teacher=teacher,
         on_event=EventPrinter(console, cfg.budgets.max_lora_steps),
     )
-    checker = checker_verdict(the_task, outcome)
-    page = write_summary(outcome, cfg, view, reasoner, checker)
-    print_summary(console, outcome, checker, page)
+    report_outcome(console, outcome, cfg, the_task, view, reasoner)
