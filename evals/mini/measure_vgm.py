@@ -67,11 +67,12 @@ def sample_task(
         if i == 0:
             quick = reasoner.decode(reasoner.predict_latent(noise, cond, grad="first"))
             quick_u8, video_u8 = frames_to_uint8(quick), frames_to_uint8(video)
+            quick_passed = check(task, quick_u8).passed
             one_step = {
                 "mean_abs_diff": float((quick - video).abs().mean()),
                 "palette_agreement": float((classify(quick_u8) == classify(video_u8)).mean()),
-                "verdict_agrees": float(check(task, quick_u8).passed == result.passed),
-                "one_step_passed": float(check(task, quick_u8).passed),
+                "verdict_agrees": float(quick_passed == result.passed),
+                "one_step_passed": float(quick_passed),
             }
     return {"task_id": task.task_id, "passed": passed, "scores": scores, "one_step": one_step}
 

@@ -455,6 +455,17 @@ class Trainer:
                         f"{self.seconds[name]:.0f} s in this stage; checkpoint saved"
                     )
 
+    def _stage_state(
+        self, lr: float, state: dict[str, Any] | None
+    ) -> tuple[torch.optim.Optimizer, _Ema]:
+        """A stage's optimizer and EMA: fresh, or as the checkpoint `state` left them."""
+        opt = self._optimizer(lr)
+        ema = _Ema(self.trainable, self.cfg.ema_decay)
+        if state is not None:
+            opt.load_state_dict(state["optimizer"])
+            ema.shadow = state["ema"]
+        return opt, ema
+
     def train(self) -> None:
         """Both stages, resuming from `work_dir/checkpoint.pt` when there is one."""
         cfg = self.cfg
@@ -471,11 +482,7 @@ class Trainer:
             cfg.batch_size, cfg.families, FLOW_FIRST_SEED, cfg.size, cfg.num_frames
         )
         if stage == "flow":
-            opt = self._optimizer(cfg.flow_lr)
-            ema = _Ema(self.trainable, cfg.ema_decay)
-            if state is not None:
-                opt.load_state_dict(state["optimizer"])
-                ema.shadow = state["ema"]
+            opt, ema = self._stage_state(cfg.flow_lr, state)
             self._run_stage(
                 "flow",
                 "stage 1: flow matching",
@@ -497,11 +504,7 @@ class Trainer:
         else:
             pairs = self._make_pairs({})  # stage 1 finished: the pairs are on disk
 
-        opt = self._optimizer(cfg.distill_lr)
-        ema = _Ema(self.trainable, cfg.ema_decay)
-        if state is not None:
-            opt.load_state_dict(state["optimizer"])
-            ema.shadow = state["ema"]
+        opt, ema = self._stage_state(cfg.distill_lr, state)
         self._run_stage(
             "distill",
             "stage 2: distillation",
