@@ -59,6 +59,7 @@ class SpecRow:
     window: str
     weight: str
     text: str
+    is_check: bool = False
     scored: bool = True  # False: the setup leaves this kind of term out (scorer.include)
 
 
@@ -87,6 +88,7 @@ def spec_rows(spec: RewardSpec) -> list[SpecRow]:
                 window=check.window.describe(),
                 weight=f"{check.weight:g}",
                 text=f"{check.kind} {json.dumps(params, separators=(', ', ': '))}",
+                is_check=True,
             )
         )
     return rows
@@ -96,11 +98,7 @@ def mark_unscored(rows: list[SpecRow], include: str) -> list[SpecRow]:
     """`rows` with the terms `scorer.include` leaves out of the optimization marked."""
     if include == "all":
         return rows
-    # Checks are named check[i]:...; everything else is a question.
-    return [
-        dataclasses.replace(row, scored=row.name.startswith("check[") == (include == "checks"))
-        for row in rows
-    ]
+    return [dataclasses.replace(row, scored=row.is_check == (include == "checks")) for row in rows]
 
 
 def _finite(value: Any) -> float | None:

@@ -146,7 +146,7 @@ def test_terms_the_setup_leaves_out_are_marked_on_the_page(run) -> None:
 
     rows = [
         SpecRow("goal", "goal", "last", "", "Does it end there?"),
-        SpecRow("check[0]:reach", "goal", "last", "1", "reach_by_end {}"),
+        SpecRow("check[0]:reach", "goal", "last", "1", "reach_by_end {}", is_check=True),
     ]
     assert mark_unscored(rows, "all") == rows
     assert [r.scored for r in mark_unscored(rows, "checks")] == [False, True]
