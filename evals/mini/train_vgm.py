@@ -84,7 +84,7 @@ class VgmTrainConfig(BaseModel):
     )
     batch_size: int = Field(8, ge=1, description="Videos per optimizer step (both stages).")
 
-    flow_steps: int = Field(5000, ge=0, description="Optimizer steps of stage 1 (flow matching).")
+    flow_steps: int = Field(10000, ge=0, description="Optimizer steps of stage 1 (flow matching).")
     flow_lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate of stage 1.")
     warmup_steps: int = Field(50, ge=0, description="Linear warm-up steps (both stages).")
     min_lr_ratio: float = Field(
