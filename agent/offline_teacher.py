@@ -12,7 +12,10 @@ tool results it reads):
    (`agent.offline_reading`; a mini-world task's questions in the mini
    scorer's phrasings, `evals.mini.questions`). If it is rejected, retry
    once with questions only; if that fails too, give up.
-2. After a spec is accepted (or revised): `optimize` a burst.
+2. After the first spec is accepted: `verify` the base model's video (no LoRA
+   step yet) and accept it if every term passes — a task the video model
+   already solves costs no optimization. After that, or after a revision:
+   `optimize` a burst.
 3. After a burst: `verify` the best iterate when the loss reached tau, when the
    step budget is spent or the optimizer stopped, or when the loss has
    converged (it fell by less than `converge_rel` over the burst); otherwise
@@ -21,9 +24,10 @@ tool results it reads):
    are left and the loss converged (or reached tau) while something still
    fails, revise (at most `max_revisions` times): failed verifiers become
    process questions (they get optimized) and failed checks weigh double.
-   Otherwise optimize more while steps are left. With no steps left, finish
-   with the best video: "accept" if it passed, else "give_up" (the run still
-   ends with that video).
+   Otherwise optimize more while steps are left. With no steps left, finish:
+   "accept" if the video passed, else "give_up" with the verified video —
+   the base one included — that fails the fewest terms (ties: the lower loss),
+   so giving up never ships a video the spec judges worse than one it saw.
 
 In a chat, a user message is answered first: "more N" / "N more steps" runs
 N steps, "verify", "accept" / "finish" end as asked, and any other message
@@ -182,6 +186,15 @@ class OfflineTeacher:
         last = history[-1]
         bursts = [c for c in history if c.name == "optimize" and c.ok]
         steps_left = bursts[-1].result["steps_left"] if bursts else None
+        if not bursts and p.verify_base and not p.until_budget:
+            if not any(c.name == "verify" for c in history):
+                return _call(
+                    "Checking the base model's video before optimizing.",
+                    "verify",
+                    {"iterate": "current"},
+                )
+            if last.name == "verify" and last.ok and last.result["passed"]:
+                return _finish("accept", last.result["video"], "the base video already passes")
         if last.name in ("write_reward_spec", "revise_reward_spec") or not bursts:
             return _call("Optimizing against the spec.", "optimize", {"steps": p.burst})
 
@@ -199,12 +212,16 @@ class OfflineTeacher:
                 return _finish("accept", r["video"], "every question, check and verifier passed")
             if steps_left == 0 or bursts[-1].result.get("stop_reason") in ("max_steps", "nan"):
                 return _finish(
-                    "give_up", r["video"], f"step budget spent; still failing: {r['failed']}"
+                    "give_up",
+                    _least_failing(history),
+                    f"step budget spent; still failing: {r['failed']}",
                 )
             burst = bursts[-1].result
             if burst["steps_run"] == 0:  # the optimizer could not move: nothing left to try
                 return _finish(
-                    "give_up", r["video"], f"no progress possible; failing: {r['failed']}"
+                    "give_up",
+                    _least_failing(history),
+                    f"no progress possible; failing: {r['failed']}",
                 )
             revisions = len(accepted) - 1
             if revisions < p.max_revisions and (_reached_tau(burst) or _converged(burst, p)):
@@ -243,6 +260,19 @@ class OfflineTeacher:
             video = verified[-1].result["video"] if verified else "best"
             return _finish("accept", video, "accepted at the user's request")
         return TeacherReply(content=reading.describe())
+
+
+def _least_failing(history: Sequence[_Call]) -> str:
+    """The verified video failing the fewest terms (ties: the lower loss; then the earlier).
+
+    Losses of different spec versions are weighted differently, so the count of
+    failing terms decides first and the loss only breaks ties.
+    """
+    verified = [c.result for c in history if c.name == "verify" and c.ok]
+    if not verified:
+        return "best"
+    best = min(verified, key=lambda r: (len(r["failed"]), r.get("loss") or 0.0))
+    return str(best["video"])
 
 
 def _reached_tau(burst: dict[str, Any]) -> bool:

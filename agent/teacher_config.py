@@ -26,6 +26,14 @@ class OfflinePolicyConfig(BaseModel):
         description="A burst that lowers the loss by less than this fraction has converged.",
     )
     max_revisions: int = Field(default=2, ge=0, description="Spec revisions it may make.")
+    verify_base: bool = Field(
+        default=True,
+        description=(
+            "Verify the base model's video before the first LoRA step and accept it if every "
+            "term passes (no optimization for a task the model already solves). Off with "
+            "until_budget."
+        ),
+    )
     until_budget: bool = Field(
         default=False,
         description=(

@@ -61,7 +61,8 @@ def user_events(run_dir: Path) -> list[dict]:
 
 
 def test_offline_chat_approve_ask_more_steps_stop(tmp_path: Path) -> None:
-    user = User(["a", "What do you see?", "run 3 more steps please", "/spec", "/stop"])
+    # "" after the base video's verdict lets the teacher go on with its first burst.
+    user = User(["a", "", "What do you see?", "run 3 more steps please", "/spec", "/stop"])
     with session(tmp_path / "run") as s:
         assert chat_loop(s, user.ask, user.show)
         outcome = s.outcome()
@@ -75,7 +76,8 @@ def test_offline_chat_approve_ask_more_steps_stop(tmp_path: Path) -> None:
     assert [b["requested"] for b in outcome.state["bursts"]] == [2, 3]
     assert outcome.state["lora_steps"] == 5
     assert any('"rationale"' in text for text in user.shown)  # /spec showed the spec
-    assert [e["kind"] for e in user_events(tmp_path / "run")] == ["review", "chat", "chat", "chat"]
+    kinds = [e["kind"] for e in user_events(tmp_path / "run")]
+    assert kinds == ["review", "chat", "chat", "chat", "chat"]
     assert outcome.video_path.is_file()
 
 
@@ -106,7 +108,7 @@ def test_rejected_spec_goes_back_to_the_teacher(tmp_path: Path) -> None:
 
 def test_quit_pauses_and_the_next_session_resumes_the_same_question(tmp_path: Path) -> None:
     with session(tmp_path / "run") as s:
-        assert not chat_loop(s, User(["a", "/quit"]).ask, print)
+        assert not chat_loop(s, User(["a", "", "/quit"]).ask, print)
     with session(tmp_path / "run") as s:
         assert s.pending_interrupt() == {"kind": "chat"}
         assert chat_loop(s, User(["/stop"]).ask, print)

@@ -221,21 +221,44 @@ def test_policy_write_optimize_verify_accept() -> None:
     assert name == "write_reward_spec"
     assert spec["goal"]["text"] == questions_for(task.instruction, "navigate")[0].text
     chat.result({"accepted": True, "version": 1})
+    assert chat.next_call() == ("verify", {"iterate": "current"})  # the base video first
+    chat.result({"video": "full-1", "passed": False, "failed": ["check[0]:x"], "loss": 0.9})
     assert chat.next_call() == ("optimize", {"steps": 4})
     chat.result(burst([2.0, 1.5, 1.0, 0.6], left=8))  # still falling fast
     assert chat.next_call() == ("optimize", {"steps": 4})
     chat.result(burst([0.5, 0.3, 0.2, 0.15], left=4))  # under tau
     assert chat.next_call() == ("verify", {"iterate": "best"})
-    chat.result({"video": "full-1", "passed": True, "failed": [], "loss": 0.15})
+    chat.result({"video": "full-2", "passed": True, "failed": [], "loss": 0.15})
+    name, args = chat.next_call()
+    assert (name, args["decision"], args["video"]) == ("finish", "accept", "full-2")
+
+
+def test_policy_accepts_a_base_video_that_passes_without_optimizing() -> None:
+    chat = Conversation(get_task("mini/recolor/2", num_frames=K))
+    chat.next_call()
+    chat.result({"accepted": True, "version": 1})
+    assert chat.next_call() == ("verify", {"iterate": "current"})
+    chat.result({"video": "full-1", "passed": True, "failed": [], "loss": 0.01})
     name, args = chat.next_call()
     assert (name, args["decision"], args["video"]) == ("finish", "accept", "full-1")
+
+
+def test_fixed_step_policy_skips_the_base_check() -> None:
+    chat = Conversation(get_task("mini/recolor/2", num_frames=K))
+    chat.teacher = OfflineTeacher(OfflinePolicyConfig(burst=4, until_budget=True))
+    chat.next_call()
+    chat.result({"accepted": True, "version": 1})
+    assert chat.next_call() == ("optimize", {"steps": 4})
 
 
 def test_policy_revises_when_converged_but_a_verifier_fails_then_gives_up_at_budget() -> None:
     chat = Conversation(get_task("mini/pairs/1", num_frames=K))
     name, spec = chat.next_call()
     chat.result({"accepted": True, "version": 1})
-    chat.next_call()
+    assert chat.next_call() == ("verify", {"iterate": "current"})
+    base_failed = ["verifier[0]", "check[0]:x", "check[1]:y"]
+    chat.result({"video": "full-0", "passed": False, "failed": base_failed, "loss": 0.95})
+    assert chat.next_call()[0] == "optimize"
     chat.result(burst([0.9, 0.89, 0.89, 0.885], left=4))  # converged above tau
     assert chat.next_call()[0] == "verify"
     chat.result(
@@ -251,7 +274,24 @@ def test_policy_revises_when_converged_but_a_verifier_fails_then_gives_up_at_bud
     assert chat.next_call()[0] == "verify"  # no steps left: look at the best
     chat.result({"video": "full-2", "passed": False, "failed": ["check[0]:x"], "loss": 0.5})
     name, args = chat.next_call()
+    # It ends with the verified video that fails the fewest terms.
     assert (name, args["decision"], args["video"]) == ("finish", "give_up", "full-2")
+
+
+def test_giving_up_keeps_the_least_failing_verified_video_even_the_base() -> None:
+    chat = Conversation(get_task("mini/navigate/3", num_frames=K))
+    chat.next_call()
+    chat.result({"accepted": True, "version": 1})
+    chat.next_call()  # the base video
+    chat.result({"video": "full-1", "passed": False, "failed": ["check[2]:z"], "loss": 0.4})
+    chat.next_call()
+    chat.result(burst([0.9, 0.7, 0.5, 0.3], left=0, stop="max_steps"))
+    assert chat.next_call()[0] == "verify"
+    chat.result(
+        {"video": "full-2", "passed": False, "failed": ["check[0]:x", "check[2]:z"], "loss": 0.1}
+    )
+    name, args = chat.next_call()
+    assert (name, args["decision"], args["video"]) == ("finish", "give_up", "full-1")
 
 
 def test_policy_on_a_non_mini_task_writes_its_own_questions() -> None:
