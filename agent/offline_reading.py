@@ -186,6 +186,11 @@ def _rgb(color: str) -> list[int]:
     return list(COLORS[color])
 
 
+# Colour tolerance (RGB distance over sqrt(3)) of a `stays_solid` check: a shade
+# half-way between two palette colours must match neither.
+SOLID_TOLERANCE = 0.12
+
+
 def _mask(color: str) -> dict[str, Any]:
     return {"type": "color", "color": _rgb(color)}
 
@@ -330,6 +335,17 @@ def _recolor(r: Reading) -> dict[str, Any]:
                 "window": "last",
             }
         )
+    # The checker wants every square wholly one colour in every frame, the frame of
+    # its change included; a tight tolerance keeps in-between shades out of both.
+    tight = {"tolerance": SOLID_TOLERANCE}
+    checks.append(
+        {
+            "kind": "stays_solid",
+            "name": f"{src} squares stay solid",
+            "objects": {**_region(src), **tight},
+            "colors": [{**_mask(src), **tight}, {**_mask(new), **tight}],
+        }
+    )
     checks += [
         {
             "kind": "region_unchanged",

@@ -99,6 +99,22 @@ def smudged_corner() -> torch.Tensor:
     return frames
 
 
+BLUE_255 = (26, 51, 230)
+LEFT_SQUARE = (0.2, 0.4, 0.4, 0.6)
+RIGHT_SQUARE = (0.6, 0.4, 0.8, 0.6)
+
+
+def recoloured(patchwork: bool) -> torch.Tensor:
+    """Two blue squares; the right one turns green at frame 2, wholly or (patchwork) by halves."""
+    frames = canvas()
+    for t, f in enumerate(frames):
+        rect(f, LEFT_SQUARE, BLUE)
+        rect(f, RIGHT_SQUARE, BLUE if t < 2 else GREEN)
+        if patchwork and t == 2:
+            rect(f, (0.6, 0.4, 0.7, 0.6), BLUE)
+    return frames
+
+
 # (check, video that satisfies it, video that violates it)
 CASES: dict[str, tuple[dict[str, Any], Callable[[], torch.Tensor], Callable[[], torch.Tensor]]] = {
     "inside_region": (
@@ -138,6 +154,18 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[], torch.Tensor], Callable[[], 
         {"kind": "stays_one_blob", "object": {"color": "red"}, "size_tolerance": 0.3},
         lambda: moving_ball(line(0.2, 0.5, 0.8, 0.5), r=0.1),
         split_ball,
+    ),
+    "stays_solid": (
+        {
+            "kind": "stays_solid",
+            "objects": {"type": "first_frame_color", "color": list(BLUE_255), "tolerance": 0.12},
+            "colors": [
+                {"color": list(BLUE_255), "tolerance": 0.12},
+                {"color": list(GREEN_255), "tolerance": 0.12},
+            ],
+        },
+        lambda: recoloured(patchwork=False),
+        lambda: recoloured(patchwork=True),
     ),
     "region_unchanged": (
         {
@@ -298,3 +326,27 @@ def test_missing_first_frame_colour_is_reported_for_the_teacher() -> None:
     assert frames.grad is not None and (frames.grad == 0).all()
     red = CHECK.validate_python({"kind": "stays_one_blob", "object": {"color": "red"}})
     assert first_frame_problems(red, frames[0]) is None
+
+
+def test_stays_solid_fill_and_loss_by_hand() -> None:
+    # One 4x4 blue square (16 px); on frame 1 four of its pixels turn grey, a shade far
+    # from both allowed colours: that frame's fill is 12/16 = 0.75.
+    frames = canvas(2)
+    frames[:, :, 8:12, 8:12] = torch.tensor(BLUE).view(3, 1, 1)
+    frames[1, :, 8, 8:12] = 0.5
+    spec = {
+        "kind": "stays_solid",
+        "objects": {"type": "first_frame_color", "color": list(BLUE_255), "tolerance": 0.12},
+        "colors": [
+            {"color": list(BLUE_255), "tolerance": 0.12},
+            {"color": "red", "tolerance": 0.12},
+        ],
+    }
+    strict = compile_check(CHECK.validate_python(spec), num_frames=2)(frames)
+    assert not strict.passed
+    assert "0.75" in strict.detail and "frame 1" in strict.detail
+    # Frame 0 is whole (no loss); frame 1 misses 0.9 by 0.15. Summed over frames, not
+    # averaged: 0 + 0.15^2.
+    assert strict.loss.item() == pytest.approx(0.15**2, abs=1e-3)
+    lenient = compile_check(CHECK.validate_python({**spec, "min_fill": 0.7}), num_frames=2)(frames)
+    assert lenient.passed and lenient.loss.item() == pytest.approx(0.0, abs=1e-6)

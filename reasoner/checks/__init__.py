@@ -24,6 +24,7 @@ from reasoner.checks.vocabulary import (
     ReachByEnd,
     RegionUnchanged,
     StaysOneBlob,
+    StaysSolid,
 )
 
 __all__ = [
@@ -46,5 +47,6 @@ __all__ = [
     "ReachByEnd",
     "RegionUnchanged",
     "StaysOneBlob",
+    "StaysSolid",
     "compile_check",
 ]

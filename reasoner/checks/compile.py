@@ -33,6 +33,7 @@ from reasoner.checks.vocabulary import (
     ReachByEnd,
     RegionUnchanged,
     StaysOneBlob,
+    StaysSolid,
 )
 
 # Fewer pixels than this (soft area) counts as "the object is missing".
@@ -306,6 +307,42 @@ def _stays_one_blob(check: StaysOneBlob) -> Evaluator:
     return evaluate
 
 
+def _stays_solid(check: StaysSolid) -> Evaluator:
+    def evaluate(frames: torch.Tensor, idx: Sequence[int]) -> CheckOutcome:
+        # Each 8-connected piece of the first-frame region is one object (N_obj, H, W).
+        _, hard0 = _masks(check.objects.color_mask(), frames[:1].detach())
+        labels = ops.components(hard0)[0]
+        ids = labels[labels > 0].unique()
+        if ids.numel() == 0:
+            return CheckOutcome(
+                _zero(frames), False, f"no {check.objects.describe()} object in the first frame"
+            )
+        pieces = torch.stack([(labels == i).to(frames.dtype) for i in ids.tolist()])
+        sizes = pieces.sum(dim=(-2, -1))  # (N_obj,)
+        window = frames[list(idx)]
+
+        def fills(masks: list[torch.Tensor]) -> torch.Tensor:
+            # (T, N_obj) share of each object's pixels in its best-matching colour.
+            per_color = torch.stack(
+                [(m.unsqueeze(1) * pieces).sum(dim=(-2, -1)) / sizes for m in masks]
+            )
+            return per_color.amax(dim=0)
+
+        masks = [_masks(c, window) for c in check.colors]
+        soft_fill = fills([soft for soft, _ in masks])
+        hard_fill = fills([hard for _, hard in masks])
+        worst, frame = _worst(hard_fill.amin(dim=1), idx, largest=False)
+        # Summed over frames, not averaged: a recolouring goes wrong on one or two
+        # frames, and a mean over the window would make that loss vanishingly small.
+        return CheckOutcome(
+            _hinge2(check.min_fill - soft_fill).sum(dim=0).mean(),
+            worst >= check.min_fill,
+            f"an object is {worst:.2f} one colour (needs >= {check.min_fill:g}) at frame {frame}",
+        )
+
+    return evaluate
+
+
 def _region_unchanged(check: RegionUnchanged) -> Evaluator:
     def evaluate(frames: torch.Tensor, idx: Sequence[int]) -> CheckOutcome:
         region = _region(check.region, frames)
@@ -378,6 +415,7 @@ COMPILERS: dict[str, Callable[[Any], Evaluator]] = {
     "avoid_overlap": _avoid_overlap,
     "object_count": _object_count,
     "stays_one_blob": _stays_one_blob,
+    "stays_solid": _stays_solid,
     "region_unchanged": _region_unchanged,
     "reach_by_end": _reach_by_end,
     "follows_path": _follows_path,

@@ -286,6 +286,30 @@ class StaysOneBlob(_CheckBase):
     window: FrameWindow = _window("all")
 
 
+class StaysSolid(_CheckBase):
+    """Each object keeps one solid colour in every frame, though it may change colour.
+
+    For objects that are recoloured in place: an object must never be a patchwork
+    of two colours or an in-between shade, only wholly one of the allowed colours.
+    """
+
+    kind: Literal["stays_solid"] = Field(description="Always 'stays_solid' for this check.")
+    objects: FirstFrameColorRegion = Field(
+        description="Where the objects are in the first frame, by their colour there; each "
+        "separate piece is one object, checked on its own."
+    )
+    colors: list[ColorMask] = Field(
+        min_length=1,
+        max_length=6,
+        description="The colours an object may show (e.g. its old and its new colour). Use a "
+        "tight tolerance (about 0.12) so an in-between shade matches none.",
+    )
+    min_fill: Fraction = Field(
+        0.9, description="Share of an object's pixels that must be one allowed colour (0-1)."
+    )
+    window: FrameWindow = _window("all")
+
+
 class RegionUnchanged(_CheckBase):
     """The pixels of a region stay as they are in the first frame (static background, walls)."""
 
@@ -348,6 +372,7 @@ Check = Annotated[
     | AvoidOverlap
     | ObjectCount
     | StaysOneBlob
+    | StaysSolid
     | RegionUnchanged
     | ReachByEnd
     | FollowsPath,
@@ -361,6 +386,7 @@ CHECK_MODELS: dict[str, type[BaseModel]] = {
     "avoid_overlap": AvoidOverlap,
     "object_count": ObjectCount,
     "stays_one_blob": StaysOneBlob,
+    "stays_solid": StaysSolid,
     "region_unchanged": RegionUnchanged,
     "reach_by_end": ReachByEnd,
     "follows_path": FollowsPath,
