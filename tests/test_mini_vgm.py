@@ -18,7 +18,13 @@ from evals.mini.measure_vgm import (
     sample_task,
     summarize,
 )
-from evals.mini.paths import MINI_VGM_DIR, MINI_VGM_SOURCE, REPO_CONFIG, mini_reasoner_config
+from evals.mini.paths import (
+    MINI_VGM_DIR,
+    MINI_VGM_SOURCE,
+    REPO_CONFIG,
+    mini_reasoner_config,
+    portable_name,
+)
 from evals.mini.train_vgm import default_config
 from evals.tasks import get_task, iter_split
 from reasoner.config import load_reasoner_config
@@ -118,3 +124,9 @@ def test_pass_at_is_the_share_of_tasks_with_an_early_pass() -> None:
     assert pass_at(passed, 1) == pytest.approx(1 / 3)
     assert pass_at(passed, 2) == pytest.approx(2 / 3)
     assert pass_at(passed, 3) == pytest.approx(2 / 3)
+
+
+def test_reports_name_models_without_machine_paths(tmp_path: Path) -> None:
+    assert portable_name("evals/mini/weights/vgm") == "evals/mini/weights/vgm"
+    assert portable_name(str(MINI_VGM_DIR)) == "evals/mini/weights/vgm"
+    assert portable_name(str(tmp_path / "my_vgm")) == "my_vgm"

@@ -32,7 +32,7 @@ import torch
 import typer
 
 from evals.checkers.pixels import classify
-from evals.mini.paths import mini_reasoner_config
+from evals.mini.paths import mini_reasoner_config, portable_name
 from evals.tasks import FAMILIES, Task, check, iter_split
 from reasoner.config import ReasonerConfig
 from reasoner.video_model import VideoReasoner
@@ -109,7 +109,7 @@ def measure(
     reasoner = VideoReasoner.from_config(cfg, attach_lora=False)
     names = list(FAMILIES) if families is None else families
     report: dict[str, Any] = {
-        "model": cfg.video_model.source,
+        "model": portable_name(cfg.video_model.source),
         "split": split,
         "samples_per_task": samples,
         "noise_seed": noise_seed,

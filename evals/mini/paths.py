@@ -47,3 +47,17 @@ def resolve_mini_source(cfg: ReasonerConfig) -> ReasonerConfig:
 def mini_reasoner_config(path: Path = REPO_CONFIG) -> ReasonerConfig:
     """`configs/reasoner/mini.yaml`, its model path resolved against this package."""
     return resolve_mini_source(load_reasoner_config(path))
+
+
+def portable_name(source: str) -> str:
+    """A model source as a report should record it: repo-relative when inside the checkout.
+
+    Reports are committed, so they must not carry a path of the machine that wrote them.
+    """
+    path = Path(source)
+    if not path.is_absolute():
+        return source
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return path.name  # outside the checkout: the folder's name only
