@@ -12,10 +12,10 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 setup: $(VENV)/.installed
 
 # The main job: the offline teacher on the trained mini models, one held-out (test-split)
-# mini-world task, on CPU; leaves runs/mini-navigate-2000003/ with video.mp4/.gif,
+# mini-world task, on CPU; leaves runs/mini-recolor-2000000/ with video.mp4/.gif,
 # trace.jsonl and summary.html. (`vlm-teacher demo` is the reasoner step benchmark.)
 demo: $(VENV)/.installed
-	$(VENV)/bin/vlm-teacher run --config configs/agent/mini.yaml --task mini/navigate/2000003 --fresh
+	$(VENV)/bin/vlm-teacher run --config configs/agent/mini.yaml --task mini/recolor/2000000 --fresh
 
 test: $(VENV)/.installed-test
 	bash scripts/ensure-chromium.sh

@@ -67,9 +67,10 @@ def print_summary(
     outcome: RunOutcome,
     checker: dict[str, Any] | None = None,
     page: Path | None = None,
+    before_checker: dict[str, Any] | None = None,
 ) -> None:
     """Exit reason, steps, seconds, per-query P(Yes), and where the files are (`page`: the
-    run's summary.html)."""
+    run's summary.html; `before_checker`: the checker's verdict on the base video)."""
     result = outcome.result
     table = Table(title=f"run {outcome.run_dir.name}", show_header=False)
     table.add_column(no_wrap=True)
@@ -89,8 +90,9 @@ def print_summary(
             )
             mark = {True: "pass", False: "fail", None: ""}[term.get("passed")]
             table.add_row(f"  {term['name']}", f"{shown} {mark}")
-    if checker is not None:
-        table.add_row("checker", f"score {checker['score']:.3f}, passed={checker['passed']}")
+    for label, verdict in (("checker", checker), ("checker, before", before_checker)):
+        if verdict is not None:
+            table.add_row(label, f"score {verdict['score']:.3f}, passed={verdict['passed']}")
     for label, rel in result.get("files", {}).items():
         table.add_row(label, str(outcome.run_dir / rel))
     table.add_row("trace", str(outcome.run_dir / "trace.jsonl"))

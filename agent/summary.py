@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,13 +142,13 @@ def base_frames(
     return frames
 
 
-def checker_verdict(task: Task, outcome: RunOutcome) -> dict[str, Any] | None:
-    """The mini-world rule checker's verdict on the final video; None for other tasks."""
+def checker_verdict(task: Task, frames: np.ndarray) -> dict[str, Any] | None:
+    """The mini-world rule checker's verdict on a uint8 video; None for other tasks."""
     from evals.tasks import check, has_checker
 
     if not has_checker(task):
         return None
-    return check(task, np.load(outcome.video_path, allow_pickle=False)).to_dict()
+    return check(task, frames).to_dict()
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -173,8 +173,13 @@ def write_summary(
     task: TaskView,
     reasoner: VideoReasoner,
     checker: Mapping[str, Any] | None = None,
+    judge: Callable[[np.ndarray], Mapping[str, Any] | None] | None = None,
 ) -> Path:
-    """Write `summary.html` (and the before video) into the run folder; returns its path."""
+    """Write `summary.html` (and the before video) into the run folder; returns its path.
+
+    `checker` is the independent checker's verdict on the final video; `judge`, when
+    given, gives the same verdict on the before video, so the page shows both.
+    """
     run_dir, state, result = outcome.run_dir, outcome.state, outcome.result
     if state.get("specs"):
         before = base_frames(run_dir, config, task, reasoner)
@@ -205,6 +210,7 @@ def write_summary(
         "curves": curves,
         "scores": result.get("scores"),
         "checker": checker,
+        "before_checker": judge(before) if judge is not None else None,
     }
     page = run_dir / SUMMARY_FILE
     page.write_text(render_summary(context), encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from agent_support import write_cli_config
@@ -11,7 +12,9 @@ from tiny_wan import one_torch_thread
 from typer.testing import CliRunner
 
 from agent.cli import app
+from agent.summary import BASE_VIDEO
 from agent.trace import read_trace
+from evals.tasks import check, get_task
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -26,7 +29,8 @@ def test_run_prints_progress_and_a_summary(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     out = result.output
     assert "teacher 1" in out and "write_reward_spec" in out and "optimize" in out
-    for row in ("exit", "LoRA steps", "goal", "checker", "video (mp4)", "trace", "summary (html)"):
+    rows = ("exit", "LoRA steps", "goal", "checker", "checker, before", "video (mp4)", "trace")
+    for row in (*rows, "summary (html)"):
         assert row in out, row
     run_dir = tmp_path / "runs" / "mini-maze-2"
     assert (run_dir / "video.mp4").is_file() and (run_dir / "video.gif").is_file()
@@ -35,6 +39,11 @@ def test_run_prints_progress_and_a_summary(tmp_path: Path) -> None:
     page = (run_dir / "summary.html").read_text()
     assert 'id="checker"' in page and "mini/maze/2" in page
     assert (run_dir / "before.gif").is_file() and (run_dir / "before.mp4").is_file()
+    # ... and its verdict on the before video, the same checker on videos/base.npy.
+    before = check(get_task("mini/maze/2", num_frames=9), np.load(run_dir / BASE_VIDEO))
+    row = page.split('id="checker-before"')[1].split("</tr>")[0]
+    assert f"score {before.score:.3f}" in row
+    assert ("passed" if before.passed else "failed") in row
     # Run again: the finished run only reports, and its page is written the same way.
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "summary (html)" in again.output

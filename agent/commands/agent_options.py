@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -109,9 +109,16 @@ def report_outcome(
     reasoner: VideoReasoner,
 ) -> None:
     """After a run or chat: the checker's verdict, summary.html, the terminal summary."""
-    from agent.display import print_summary
-    from agent.summary import checker_verdict, write_summary
+    import numpy as np
 
-    checker = checker_verdict(task, outcome)
-    page = write_summary(outcome, config, view, reasoner, checker)
-    print_summary(console, outcome, checker, page)
+    from agent.display import print_summary
+    from agent.summary import BASE_VIDEO, checker_verdict, write_summary
+
+    def judge(frames: np.ndarray) -> dict[str, Any] | None:
+        return checker_verdict(task, frames)
+
+    checker = judge(np.load(outcome.video_path, allow_pickle=False))
+    page = write_summary(outcome, config, view, reasoner, checker, judge)
+    base = outcome.run_dir / BASE_VIDEO  # written by write_summary when a spec was optimized
+    before = judge(np.load(base, allow_pickle=False)) if base.is_file() else None
+    print_summary(console, outcome, checker, page, before)
