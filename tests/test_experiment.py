@@ -38,7 +38,17 @@ def test_matched_n_is_the_rounded_time_ratio_clamped() -> None:
         matched_n(5.0, 0.0)
 
 
-def record(family: str, method: str, i: int, passed: bool | None, seconds: float, **kw: Any):
+def record(
+    family: str,
+    method: str,
+    i: int,
+    passed: bool | None,
+    seconds: float,
+    score: float | None = None,
+    **kw: Any,
+):
+    if score is None and passed is not None:
+        score = float(passed)
     return EvalRecord(
         suite="mini:test",
         instance_id=f"mini/{family}/{i}",
@@ -47,7 +57,7 @@ def record(family: str, method: str, i: int, passed: bool | None, seconds: float
         seed=i,
         status="ok" if passed is not None else "failed",
         passed=passed,
-        score=None if passed is None else float(passed),
+        score=score,
         cost={"wall_seconds": seconds},
         failure=None if passed is not None else Failure(kind="error", message="boom"),
         **kw,
@@ -73,7 +83,7 @@ def hand_built() -> list[EvalRecord]:
         record("navigate", "best_of_5", 0, True, 6.0, steps=0),
         record("navigate", "best_of_5", 1, None, 99.0),  # failed: no video, did not pass
         record("maze", "teacher", 0, True, 10.0, steps=10),
-        record("maze", "teacher", 1, False, 12.0, steps=20),
+        record("maze", "teacher", 1, False, 12.0, score=0.5, steps=20),  # partial credit
         record("navigate", "teacher", 0, True, 8.0, steps=4),
         record("navigate", "teacher", 1, True, 10.0, steps=6),
     ]
@@ -96,13 +106,16 @@ def test_tables_from_hand_built_records_give_hand_computed_numbers() -> None:
     assert bon.seconds == pytest.approx(16 / 3)  # the failed record has no method time
     assert teacher.success == {"maze": 0.5, "navigate": 1.0} and teacher.mean_success == 0.75
     assert (teacher.steps, teacher.seconds) == (10.0, 10.0)
+    # Checker score: maze (1 + 0.5) / 2, navigate 1, mean 0.875; a failed record counts 0.
+    assert teacher.mean_score == pytest.approx(0.875)
+    assert bon.mean_score == pytest.approx((1.0 + 0.5) / 2)
     assert teacher.seconds_vs_best_of_n == pytest.approx(10.0 / (16 / 3))
     assert mean_seconds(hand_built(), "base") == 1.0
 
     md = render_markdown(result)
     assert "vlm-teacher experiment --per-family 2" in md
-    assert "| teacher | 50.0% | 100.0% | **75.0%** | 10.0 | 10.00 | 1.88× | 4 | 0 |" in md
-    assert "| best_of_5 | 100.0% | 50.0% | **75.0%** | 0.0 | 5.33 | 1.00× | 4 | 1 |" in md
+    assert "| teacher | 50.0% | 100.0% | **75.0%** | 0.875 | 10.0 | 10.00 | 1.88× | 4 | 0 |" in md
+    assert "| best_of_5 | 100.0% | 50.0% | **75.0%** | 0.750 | 0.0 | 5.33 | 1.00× | 4 | 1 |" in md
     assert "| missing | – |" in md  # a method without records keeps its row
     assert "10.00 s vs 5.33 s per instance = **1.88×**" in md
     data = result.to_dict()

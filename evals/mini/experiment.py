@@ -135,6 +135,9 @@ class MethodStats:
     """Per family: records."""
     mean_success: float | None
     """Mean of the per-family success rates (each family weighs the same)."""
+    mean_score: float | None
+    """Mean over families of the mean checker score (partial credit, 0-1; a failed record
+    or one without a score counts 0)."""
     steps: float | None
     """Mean LoRA optimization steps over successful records."""
     seconds: float | None
@@ -201,11 +204,14 @@ def method_stats(
     mine = [r for r in records if r.method == method]
     ok = [r for r in mine if r.status == "ok"]
     success: dict[str, float | None] = {}
+    scores: list[float] = []
     count: dict[str, int] = {}
     for family in families:
         rows = [r for r in mine if r.family == family]
         count[family] = len(rows)
         success[family] = sum(r.passed is True for r in rows) / len(rows) if rows else None
+        if rows:
+            scores.append(fmean(float(r.score or 0.0) for r in rows))
     seconds = mean_seconds(mine, method)
     ref = mean_seconds(records, reference)
     return MethodStats(
@@ -215,6 +221,7 @@ def method_stats(
         success=success,
         count=count,
         mean_success=_mean([v for v in success.values() if v is not None]),
+        mean_score=_mean(scores),
         steps=_mean([float(r.steps) for r in ok if r.steps is not None]),
         seconds=seconds,
         seconds_vs_best_of_n=None if seconds is None or not ref else seconds / ref,
@@ -274,7 +281,8 @@ def render_markdown(result: ExperimentResult) -> str:
         f"({', '.join(families)}), batch seed {result.seed}. "
         "**Success**: the family's rule checker passes (a run that failed counts as not "
         "passed); **mean**: the mean over families. **Steps**: mean LoRA optimization steps "
-        "per instance. **Seconds**: mean wall time of the method per instance. "
+        "per instance. **Score**: the checker's partial credit (0-1), mean over families. "
+        "**Seconds**: mean wall time of the method per instance. "
         f"**× {plan.best_of_n}**: seconds over {plan.best_of_n}'s.",
         "",
     ]
@@ -292,7 +300,17 @@ def render_markdown(result: ExperimentResult) -> str:
             f"Teacher wall time vs `{plan.best_of_n}`: {teacher.seconds:.2f} s vs "
             f"{reference.seconds:.2f} s per instance = **{teacher.seconds_vs_best_of_n:.2f}×**."
         )
-    header = ["method", *families, "mean", "steps", "seconds", f"× {plan.best_of_n}", "n", "failed"]
+    header = [
+        "method",
+        *families,
+        "mean",
+        "score",
+        "steps",
+        "seconds",
+        f"× {plan.best_of_n}",
+        "n",
+        "failed",
+    ]
     for table in plan.tables:
         lines += ["", f"## {table.title}", ""]
         if table.note:
@@ -308,6 +326,7 @@ def render_markdown(result: ExperimentResult) -> str:
                 method,
                 *(_pct(s.success[f]) for f in families),
                 f"**{_pct(s.mean_success)}**",
+                _num(s.mean_score, 3),
                 _num(s.steps),
                 _num(s.seconds, 2),
                 _num(s.seconds_vs_best_of_n, 2, "×"),
