@@ -186,6 +186,10 @@ def _rgb(color: str) -> list[int]:
     return list(COLORS[color])
 
 
+# Largest move of an agent between frames, as a fraction of the frame: a fifth of
+# it, above the pace of any route across a small grid in a short clip.
+MAX_STEP = 0.2
+
 # Colour tolerance (RGB distance over sqrt(3)) of a `stays_solid` check: a shade
 # half-way between two palette colours must match neither.
 SOLID_TOLERANCE = 0.12
@@ -263,6 +267,15 @@ def _reach(r: Reading) -> dict[str, Any]:
     process.append(f"Does the {agent} square stay one single square throughout the video?")
     checks.append(
         {"kind": "stays_one_blob", "name": f"{agent} stays whole", "object": _mask(agent)}
+    )
+    # Without it, an optimizer can keep the square whole by making it jump instead.
+    checks.append(
+        {
+            "kind": "moves_smoothly",
+            "name": f"{agent} never jumps",
+            "object": _mask(agent),
+            "max_step": MAX_STEP,
+        }
     )
     return {
         "rationale": f"The {agent} square must end on the {goal} square"

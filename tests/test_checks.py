@@ -186,6 +186,12 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[], torch.Tensor], Callable[[], 
         lambda: moving_ball(line(0.15, 0.15, 0.8, 0.8), scene=goal_scene),
         lambda: moving_ball(line(0.15, 0.15, 0.35, 0.8), scene=goal_scene),
     ),
+    "moves_smoothly": (
+        {"kind": "moves_smoothly", "object": {"color": "red"}, "max_step": 0.2},
+        lambda: moving_ball(line(0.2, 0.5, 0.8, 0.5)),  # 0.15 per frame
+        # waits, then jumps 0.6 between frames 2 and 3
+        lambda: moving_ball([(0.2, 0.5), (0.2, 0.5), (0.2, 0.5), (0.8, 0.5), (0.8, 0.5)]),
+    ),
     "follows_path": (
         {
             "kind": "follows_path",
@@ -350,3 +356,16 @@ def test_stays_solid_fill_and_loss_by_hand() -> None:
     assert strict.loss.item() == pytest.approx(0.15**2, abs=1e-3)
     lenient = compile_check(CHECK.validate_python({**spec, "min_fill": 0.7}), num_frames=2)(frames)
     assert lenient.passed and lenient.loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_moves_smoothly_measures_the_largest_step_by_hand() -> None:
+    # A red ball at x = 0.2, 0.3, 0.6 (y fixed): steps 0.1 and 0.3; allowed 0.2.
+    frames = moving_ball([(0.2, 0.5), (0.3, 0.5), (0.6, 0.5)])
+    spec = {"kind": "moves_smoothly", "object": {"color": "red"}, "max_step": 0.2}
+    outcome = compile_check(CHECK.validate_python(spec), num_frames=3)(frames)
+    assert not outcome.passed and "into frame 2" in outcome.detail
+    assert float(outcome.detail.split()[1]) == pytest.approx(0.3, abs=0.01)
+    # Loss: only the second step is over: (0.3 - 0.2)^2, summed over the two steps.
+    assert outcome.loss.item() == pytest.approx(0.1**2, abs=2e-3)
+    lenient = compile_check(CHECK.validate_python({**spec, "max_step": 0.35}), num_frames=3)
+    assert lenient(frames).passed

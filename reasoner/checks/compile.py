@@ -27,6 +27,7 @@ from reasoner.checks.vocabulary import (
     FirstFrameColorRegion,
     FollowsPath,
     InsideRegion,
+    MovesSmoothly,
     ObjectCount,
     OutsideRegion,
     Point,
@@ -388,6 +389,32 @@ def _reach_by_end(check: ReachByEnd) -> Evaluator:
     return evaluate
 
 
+def _moves_smoothly(check: MovesSmoothly) -> Evaluator:
+    def evaluate(frames: torch.Tensor, idx: Sequence[int]) -> CheckOutcome:
+        soft, hard = _masks(check.object, frames[list(idx)])
+        if len(idx) < 2:
+            return CheckOutcome(_zero(frames), True, "one frame: nothing can jump")
+        steps = _distances(ops.centroid(soft)[1:], ops.centroid(soft)[:-1])
+        # Summed over the frame pairs, not averaged: a jump happens between two frames,
+        # and a mean over the window would make its loss vanishingly small.
+        loss = _hinge2(steps - check.max_step).sum() + _presence(ops.area(soft)).mean()
+        visible = ops.area(hard) >= 1
+        hard_xy = ops.centroid(hard)
+        hard_steps = torch.where(
+            visible[1:] & visible[:-1], _distances(hard_xy[1:], hard_xy[:-1]), torch.inf
+        )
+        worst, frame = _worst(hard_steps, idx[1:], largest=True)
+        return CheckOutcome(
+            loss,
+            worst <= check.max_step,
+            f"moves {worst:.3f} into frame {frame} (allowed <= {check.max_step:g})"
+            if worst < float("inf")
+            else f"object not visible around frame {frame}",
+        )
+
+    return evaluate
+
+
 def _follows_path(check: FollowsPath) -> Evaluator:
     def evaluate(frames: torch.Tensor, idx: Sequence[int]) -> CheckOutcome:
         targets = _path_targets(check.waypoints, len(idx), frames)
@@ -418,6 +445,7 @@ COMPILERS: dict[str, Callable[[Any], Evaluator]] = {
     "stays_solid": _stays_solid,
     "region_unchanged": _region_unchanged,
     "reach_by_end": _reach_by_end,
+    "moves_smoothly": _moves_smoothly,
     "follows_path": _follows_path,
 }
 

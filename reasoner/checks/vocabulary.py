@@ -345,6 +345,22 @@ class ReachByEnd(_CheckBase):
     window: FrameWindow = _window("last", "Frames on which the object must be at the target.")
 
 
+class MovesSmoothly(_CheckBase):
+    """The object never jumps: its centre moves at most `max_step` from one frame to the next."""
+
+    kind: Literal["moves_smoothly"] = Field(description="Always 'moves_smoothly' for this check.")
+    object: ColorMask = Field(description="The object, found by its colour.")
+    max_step: float = Field(
+        0.2,
+        gt=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Largest move of its centre between consecutive frames of the window "
+        "(fraction of frame size), e.g. a little more than the steadiest possible pace.",
+    )
+    window: FrameWindow = _window("all")
+
+
 class FollowsPath(_CheckBase):
     """The object moves along waypoints in order, at a steady speed over the window."""
 
@@ -375,6 +391,7 @@ Check = Annotated[
     | StaysSolid
     | RegionUnchanged
     | ReachByEnd
+    | MovesSmoothly
     | FollowsPath,
     Field(discriminator="kind"),
 ]
@@ -389,6 +406,7 @@ CHECK_MODELS: dict[str, type[BaseModel]] = {
     "stays_solid": StaysSolid,
     "region_unchanged": RegionUnchanged,
     "reach_by_end": ReachByEnd,
+    "moves_smoothly": MovesSmoothly,
     "follows_path": FollowsPath,
 }
 CHECK_KINDS: tuple[str, ...] = tuple(CHECK_MODELS)
