@@ -394,7 +394,8 @@ def _moves_smoothly(check: MovesSmoothly) -> Evaluator:
         soft, hard = _masks(check.object, frames[list(idx)])
         if len(idx) < 2:
             return CheckOutcome(_zero(frames), True, "one frame: nothing can jump")
-        steps = _distances(ops.centroid(soft)[1:], ops.centroid(soft)[:-1])
+        xy = ops.centroid(soft)
+        steps = _distances(xy[1:], xy[:-1])
         # Summed over the frame pairs, not averaged: a jump happens between two frames,
         # and a mean over the window would make its loss vanishingly small.
         loss = _hinge2(steps - check.max_step).sum() + _presence(ops.area(soft)).mean()
