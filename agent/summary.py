@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,24 +167,31 @@ def render_summary(context: Mapping[str, Any]) -> str:
     return env.get_template("summary.html.j2").render(**context)
 
 
+def before_frames(
+    outcome: RunOutcome, config: AgentConfig, task: TaskView, reasoner: VideoReasoner
+) -> np.ndarray:
+    """The run's before video (uint8): the base model's, sampled once per run folder."""
+    if outcome.state.get("specs"):
+        return base_frames(outcome.run_dir, config, task, reasoner)
+    # No spec, no optimization: the final video is the base model's sample.
+    return np.load(outcome.video_path, allow_pickle=False)
+
+
 def write_summary(
     outcome: RunOutcome,
     config: AgentConfig,
     task: TaskView,
     reasoner: VideoReasoner,
     checker: Mapping[str, Any] | None = None,
-    judge: Callable[[np.ndarray], Mapping[str, Any] | None] | None = None,
+    before_checker: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write `summary.html` (and the before video) into the run folder; returns its path.
 
-    `checker` is the independent checker's verdict on the final video; `judge`, when
-    given, gives the same verdict on the before video, so the page shows both.
+    `checker` and `before_checker`: the independent checker's verdicts on the final
+    and the before video, shown when given.
     """
     run_dir, state, result = outcome.run_dir, outcome.state, outcome.result
-    if state.get("specs"):
-        before = base_frames(run_dir, config, task, reasoner)
-    else:  # no spec, no optimization: the final video is the base model's sample
-        before = np.load(outcome.video_path, allow_pickle=False)
+    before = before_frames(outcome, config, task, reasoner)
     before_files = write_playable(run_dir, BEFORE_STEM, before)
 
     specs = [RewardSpec.model_validate(entry["spec"]) for entry in state.get("specs") or []]
@@ -210,7 +217,7 @@ def write_summary(
         "curves": curves,
         "scores": result.get("scores"),
         "checker": checker,
-        "before_checker": judge(before) if judge is not None else None,
+        "before_checker": before_checker,
     }
     page = run_dir / SUMMARY_FILE
     page.write_text(render_summary(context), encoding="utf-8")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -112,13 +112,10 @@ def report_outcome(
     import numpy as np
 
     from agent.display import print_summary
-    from agent.summary import BASE_VIDEO, checker_verdict, write_summary
+    from agent.summary import before_frames, checker_verdict, write_summary
 
-    def judge(frames: np.ndarray) -> dict[str, Any] | None:
-        return checker_verdict(task, frames)
-
-    checker = judge(np.load(outcome.video_path, allow_pickle=False))
-    page = write_summary(outcome, config, view, reasoner, checker, judge)
-    base = outcome.run_dir / BASE_VIDEO  # written by write_summary when a spec was optimized
-    before = judge(np.load(base, allow_pickle=False)) if base.is_file() else None
+    checker = checker_verdict(task, np.load(outcome.video_path, allow_pickle=False))
+    # Samples the base video once; write_summary reads it back from the run folder.
+    before = checker_verdict(task, before_frames(outcome, config, view, reasoner))
+    page = write_summary(outcome, config, view, reasoner, checker, before)
     print_summary(console, outcome, checker, page, before)
