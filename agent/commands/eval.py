@@ -405,6 +405,23 @@ RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Run failed
 ProgressOpt = Annotated[bool, typer.Option(help="Show the progress bars.")]
 
 
+def batch_flags(
+    families: str | None,
+    seed: int | None,
+    backend: str | None,
+    workers: int | None,
+    retry_failed: bool,
+) -> dict[str, Any]:
+    """The shared options as `prepare_eval` flags (None: leave the file's value)."""
+    return {
+        "families": split_csv(families),
+        "seed": seed,
+        "backend": backend,
+        "workers": workers,
+        "retry_failed": retry_failed or None,
+    }
+
+
 def eval_command(
     config: Annotated[Path, typer.Option("--config", help="Eval YAML (configs/eval/*.yaml).")],
     suite: Annotated[
@@ -433,11 +450,7 @@ def eval_command(
         "methods": split_csv(methods),
         "out": str(out) if out is not None else None,
         "limit": limit,
-        "families": split_csv(families),
-        "seed": seed,
-        "backend": backend,
-        "workers": workers,
-        "retry_failed": retry_failed or None,
+        **batch_flags(families, seed, backend, workers, retry_failed),
     }
     try:
         prepared = prepare_eval(config, flags)

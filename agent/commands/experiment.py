@@ -30,11 +30,11 @@ from agent.commands.eval import (
     RetryFailedOpt,
     SeedOpt,
     WorkersOpt,
+    batch_flags,
     failure_kinds,
     method_factories,
     prepare_eval,
     resolve_method,
-    split_csv,
 )
 from reasoner.errors import ConfigError
 
@@ -89,11 +89,7 @@ def experiment_command(
 
     flags = {
         "out": str(out) if out is not None else None,
-        "families": split_csv(families),
-        "seed": seed,
-        "backend": backend,
-        "workers": workers,
-        "retry_failed": retry_failed or None,
+        **batch_flags(families, seed, backend, workers, retry_failed),
     }
     try:
         prepared = prepare_eval(config, flags)
