@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from evals.checkers.pixels import MAX_COLOR_DISTANCE, classify
 from evals.mini.questions import (
     GOAL_WINDOW,
     SLOTS,
@@ -69,7 +70,7 @@ becomes) anything. (Replacing recolor's source colour would make "every X
 square turned blue" vacuously true.)"""
 
 
-PALETTE_FAR = 60.0
+PALETTE_FAR = MAX_COLOR_DISTANCE
 """A pixel farther than this (RGB distance) from every palette colour counts as no colour."""
 
 ABSENT_DISTANCE = 100.0
@@ -406,11 +407,8 @@ PROBE_MIN_PIXELS = 4
 
 def colors_present(frames: np.ndarray) -> set[str]:
     """Object colours that at least ``PROBE_MIN_PIXELS`` pixels of ``frames`` show."""
-    pixels = frames.reshape(-1, 3).astype(np.int32)
-    dist2 = ((pixels[:, None, :] - PALETTE_RGB.astype(np.int32)[None]) ** 2).sum(-1)
-    nearest = dist2.argmin(-1)
-    nearest[dist2.min(-1) > PALETTE_FAR**2] = -1
-    counts = np.bincount(nearest[nearest >= 0], minlength=len(COLOR_NAMES))
+    labels = classify(frames).ravel()  # nearest palette colour, -1 when far from all
+    counts = np.bincount(labels[labels >= 0], minlength=len(COLOR_NAMES))
     return {c for c in OBJECT_COLORS if counts[COLOR_NAMES.index(c)] >= PROBE_MIN_PIXELS}
 
 
