@@ -14,14 +14,18 @@ from evals.mini.scorer_data import ScorerDataConfig, palette_targets, to_frames
 from evals.mini.train_scorer import (
     ALIGN_MIN_SHARE,
     CARD_NAME,
+    CRITERIA,
     BatchedAnswerer,
     ColorAlignHead,
+    CriteriaHead,
     Item,
     ScorerTrainConfig,
     answer_loss,
     build_scorer_model,
     corpus,
+    items_from_examples,
     lr_at,
+    step_losses,
     train,
     train_batch,
 )
@@ -143,6 +147,81 @@ def test_colour_alignment_targets_and_learning() -> None:
     assert logits[0].argmax() == OBJECT_COLORS.index("red")
     assert logits[10].argmax() == OBJECT_COLORS.index("blue")
     assert logits[0, OBJECT_COLORS.index("red")] > logits[5, OBJECT_COLORS.index("red")]
+
+
+def test_criteria_head_loss_is_the_bce_of_the_criteria_a_window_shows() -> None:
+    head = CriteriaHead(hidden_size=3, families=["navigate", "recolor"], seed=0)
+    pooled = [
+        torch.tensor([1.0, -2.0, 0.5]),
+        torch.tensor([0.0, 1.0, 1.0]),
+        torch.zeros(3),
+        torch.ones(3),
+    ]
+    frames = torch.zeros(2, 3, 32, 32)
+    items = [
+        Item(frames, 0, ("q",), (True,), family="recolor", criteria=(True, False, True, True)),
+        Item(frames, 0, ("q",), (True,), family="navigate", criteria=None),
+        Item(frames, 0, ("q",), (True,), family="navigate", criteria=(False,) * 4),
+        Item(frames, 5, ("q",), (True,), family="navigate", criteria=(True, None, None, None)),
+    ]
+    weight, bias = head.linear.weight.detach(), head.linear.bias.detach()
+    logits = [
+        *(weight[4:8] @ pooled[0] + bias[4:8]).tolist(),
+        *(weight[0:4] @ pooled[2] + bias[0:4]).tolist(),
+        (weight[0] @ pooled[3] + bias[0]).item(),
+    ]
+    targets = [1, 0, 1, 1, 0, 0, 0, 0, 1]
+    sigmoid = [1 / (1 + np.exp(-z)) for z in logits]
+    expected = -np.mean(
+        [np.log(p) if t else np.log(1 - p) for p, t in zip(sigmoid, targets, strict=True)]
+    )
+    assert head.loss(pooled, items).item() == pytest.approx(expected, rel=1e-5)
+    assert head.loss(pooled[1:2], items[1:2]).item() == 0.0
+
+
+def test_items_carry_the_criteria_their_window_shows() -> None:
+    cfg = _tiny_config(probe_only_steps=0)
+    examples = train_batch(cfg, 0, None)
+    frames = examples[0].video.shape[0]
+    for ex in examples:
+        for item in items_from_examples([ex], cfg.data, None):
+            met = tuple(ex.criteria[c] >= 1.0 for c in CRITERIA)
+            last = item.first_index + item.frames.shape[0] == frames
+            assert item.family == ex.family
+            if item.frames.shape[0] == frames:
+                assert item.criteria == met
+            elif last:
+                assert item.criteria == (met[0], None, None, None)
+            else:
+                assert item.criteria is None
+    windows = {i.frames.shape[0] for i in items_from_examples(examples, cfg.data, None)}
+    assert frames in windows and len(windows) > 1  # both kinds were exercised
+
+
+def test_the_criteria_loss_is_added_and_reaches_the_vision_encoder() -> None:
+    cfg = _tiny_config(probe_only_steps=0)
+    model, tokenizer = build_scorer_model(cfg)
+    model.train().requires_grad_(True)
+    answerer = BatchedAnswerer(model, tokenizer)
+    head = CriteriaHead(model.config.vision_config.out_hidden_size, cfg.data.families, 0)
+    items = items_from_examples(train_batch(cfg, 0, None), cfg.data, None)
+    with torch.no_grad():
+        plain = step_losses(answerer, items, None, 0.0)
+        both = step_losses(answerer, items, None, 0.0, None, 0.0, head, 2.0)
+    assert both.criteria_loss > 0
+    assert both.loss.item() == pytest.approx(plain.loss.item() + 2.0 * both.criteria_loss)
+
+    # The criteria loss alone moves the vision encoder.
+    _, tokens = answerer.forward(items)
+    sizes = [len(palette_targets(i.frames, *_patching(answerer))) for i in items]
+    head.loss([t.mean(0) for t in tokens.split(sizes)], items).backward()
+    patch = model.model.visual.patch_embed.proj.weight
+    assert patch.grad is not None and patch.grad.abs().sum() > 0
+
+
+def _patching(answerer: BatchedAnswerer) -> tuple[int, int, int]:
+    pre = answerer.preprocess
+    return pre.patch_size, pre.merge_size, pre.temporal_patch_size
 
 
 def test_the_curriculum_trains_probe_questions_first() -> None:

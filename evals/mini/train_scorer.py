@@ -60,7 +60,7 @@ from rich.progress import (
 )
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from evals.mini.questions import GROUPS, SLOTS
+from evals.mini.questions import CRITERION_ROLES, GROUPS, SLOTS
 from evals.mini.scorer_data import (
     PROBES,
     Example,
@@ -86,6 +86,9 @@ MINI_SCORER_DIR = Path(__file__).resolve().parent / "weights" / "scorer"
 
 CARD_NAME = "scorer_card.json"
 """Written beside the weights: the recipe and the measured accuracy."""
+
+CRITERIA = tuple(CRITERION_ROLES)
+"""The checker criteria every family reports, in the criteria read-out's order."""
 
 _VIDEO_TOKEN_TYPE = 2  # mm_token_type_ids value of video tokens (transformers v5)
 
@@ -148,6 +151,13 @@ class ScorerTrainConfig(BaseModel):
         "language model's input embedding of each colour word, which object colours it "
         "shows. Without it the language model does not learn to bind a question's colour "
         "word to the video (answers stay at chance); 0 turns it off.",
+    )
+    criteria_weight: float = Field(
+        1.0,
+        ge=0,
+        description="Weight of the criteria read-out loss (see CriteriaHead): the vision "
+        "tokens of a whole video, averaged, must tell which of the checker's criteria it "
+        "meets. 0 turns it off.",
     )
     probe_only_steps: int = Field(
         400,
@@ -221,6 +231,8 @@ class Item:
     answers: tuple[bool, ...]
     weights: tuple[float, ...] | None = None  # per-question loss weights (default 1)
     roles: tuple[str, ...] | None = None  # per-question role, for logging
+    family: str | None = None
+    criteria: tuple[bool | None, ...] | None = None  # CRITERIA met (None: not in the window)
 
 
 class BatchedAnswerer:
@@ -382,9 +394,21 @@ def items_from_examples(
                         for r in rows
                     ),
                     roles=tuple(r.role for r in rows),
+                    family=ex.family,
+                    criteria=_criteria_seen(ex, window),
                 )
             )
     return items
+
+
+def _criteria_seen(ex: Example, window: tuple[int, ...]) -> tuple[bool | None, ...] | None:
+    """The criteria a window shows: all of them for the whole video, only whether the
+    goal is reached for a window that ends with the video, none otherwise."""
+    frames = ex.video.shape[0]
+    if not all(c in ex.criteria for c in CRITERIA) or window[-1] != frames - 1:
+        return None
+    whole = len(window) == frames
+    return tuple(ex.criteria[c] >= 1.0 if whole or c == "reached_goal" else None for c in CRITERIA)
 
 
 def _balance_weight(p_yes: float, answer: bool, cap: float = 5.0) -> float:
@@ -400,6 +424,7 @@ class StepResult:
     answer_loss: float
     palette_loss: float
     align_loss: float
+    criteria_loss: float
     accuracy: dict[str, float]  # "all" and per role
 
 
@@ -416,10 +441,13 @@ def step_losses(
     aux_weight: float,
     align_head: ColorAlignHead | None = None,
     align_weight: float = 0.0,
+    criteria_head: CriteriaHead | None = None,
+    criteria_weight: float = 0.0,
 ) -> StepResult:
     """The answer loss (cross-entropy over the whole vocabulary, so P(Yes) itself is
-    trained) plus the dense palette loss on the vision tokens and the colour-word
-    alignment loss between the vision tokens and the colour words' embeddings."""
+    trained) plus the dense palette loss on the vision tokens, the colour-word
+    alignment loss between the vision tokens and the colour words' embeddings, and
+    the criteria read-out of the windows."""
     logp, tokens = answerer.forward(items)  # logp (rows, 2): log P(Yes), log P(No)
     yes = torch.tensor([a for item in items for a in item.answers])
     weights = torch.tensor(
@@ -432,17 +460,14 @@ def step_losses(
     accuracy = {"all": float(correct.float().mean())}
     for role in sorted(set(roles) - {""}):
         accuracy[role] = float(correct[[r == role for r in roles]].float().mean())
-    palette = align = torch.zeros(())
-    if palette_head is not None or align_head is not None:
+    palette = align = criteria = torch.zeros(())
+    if palette_head is not None or align_head is not None or criteria_head is not None:
         pre = answerer.preprocess
-        target = torch.cat(
-            [
-                palette_targets(
-                    item.frames, pre.patch_size, pre.merge_size, pre.temporal_patch_size
-                )
-                for item in items
-            ]
-        )
+        per_item = [
+            palette_targets(item.frames, pre.patch_size, pre.merge_size, pre.temporal_patch_size)
+            for item in items
+        ]
+        target = torch.cat(per_item)
         if palette_head is not None:
             logits = palette_head(tokens).view(target.shape)
             palette = -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
@@ -451,8 +476,17 @@ def step_losses(
             embeddings = answerer.model.get_input_embeddings().weight
             align = align_head.loss(tokens, embeddings, target)
             loss = loss + align_weight * align
+        if criteria_head is not None:
+            pooled = [part.mean(0) for part in tokens.split([len(t) for t in per_item])]
+            criteria = criteria_head.loss(pooled, items)
+            loss = loss + criteria_weight * criteria
     return StepResult(
-        loss, float(nll.detach().mean()), float(palette.detach()), float(align.detach()), accuracy
+        loss,
+        float(nll.detach().mean()),
+        float(palette.detach()),
+        float(align.detach()),
+        float(criteria.detach()),
+        accuracy,
     )
 
 
@@ -507,6 +541,45 @@ class ColorAlignHead(torch.nn.Module):
         shown = (palette[:, :, self.palette_index].amax(dim=1) >= ALIGN_MIN_SHARE).float()
         return torch.nn.functional.binary_cross_entropy_with_logits(
             self.logits(tokens, embeddings), shown
+        )
+
+
+class CriteriaHead(torch.nn.Module):
+    """Training only: which checker criteria a whole video meets, read off its vision tokens.
+
+    The task questions ("does the green square end on the red one?", "does it stay
+    in one piece?") ask about relations between objects and frames. Learnt from
+    the one answer bit per question alone, they stayed at chance (measured;
+    docs/mini-models.md). This loss asks the averaged vision tokens of every
+    whole-video window for the checker's criteria (one linear read-out per
+    family), so the relations are in the tokens the language model reads; the
+    answer loss then has to learn only which criterion a question names. The
+    head is dropped after training; the saved model is the plain Qwen-VL.
+    """
+
+    def __init__(self, hidden_size: int, families: Sequence[str], seed: int) -> None:
+        super().__init__()
+        self.families = list(families)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            self.linear = torch.nn.Linear(hidden_size, len(self.families) * len(CRITERIA))
+
+    def loss(self, pooled: Sequence[torch.Tensor], items: Sequence[Item]) -> torch.Tensor:
+        """Binary cross-entropy over the criteria the items show (0 when none do)."""
+        logits, targets = [], []
+        for vector, item in zip(pooled, items, strict=True):
+            if item.criteria is None or item.family not in self.families:
+                continue
+            start = self.families.index(item.family) * len(CRITERIA)
+            row = self.linear(vector)
+            for k, met in enumerate(item.criteria):
+                if met is not None:
+                    logits.append(row[start + k])
+                    targets.append(float(met))
+        if not logits:
+            return torch.zeros(())
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            torch.stack(logits), torch.tensor(targets)
         )
 
 
@@ -606,11 +679,21 @@ def train(
     # not part of the saved model.
     head = palette_head_for(model, cfg.seed)
     align = ColorAlignHead.for_tokenizer(tokenizer) if cfg.align_weight > 0 else None
+    criteria_head = (
+        CriteriaHead(model.config.vision_config.out_hidden_size, cfg.data.families, cfg.seed)
+        if cfg.criteria_weight > 0
+        else None
+    )
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embed" in n]
     optimizer = torch.optim.AdamW(
         [
-            {"params": decay + list(head.parameters()), "weight_decay": cfg.weight_decay},
+            {
+                "params": decay
+                + list(head.parameters())
+                + ([] if criteria_head is None else list(criteria_head.parameters())),
+                "weight_decay": cfg.weight_decay,
+            },
             {
                 "params": no_decay + ([] if align is None else list(align.parameters())),
                 "weight_decay": 0.0,
@@ -631,7 +714,16 @@ def train(
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            result = step_losses(answerer, items, head, cfg.aux_weight, align, cfg.align_weight)
+            result = step_losses(
+                answerer,
+                items,
+                head,
+                cfg.aux_weight,
+                align,
+                cfg.align_weight,
+                criteria_head,
+                cfg.criteria_weight,
+            )
             optimizer.zero_grad(set_to_none=True)
             result.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -669,6 +761,7 @@ def _summary(step: int, window: Sequence[StepResult]) -> dict[str, Any]:
         "answer_loss": round(float(np.mean([r.answer_loss for r in window])), 4),
         "palette_loss": round(float(np.mean([r.palette_loss for r in window])), 4),
         "align_loss": round(float(np.mean([r.align_loss for r in window])), 4),
+        "criteria_loss": round(float(np.mean([r.criteria_loss for r in window])), 4),
         "batch_accuracy": {
             k: round(float(np.mean([r.accuracy[k] for r in window if k in r.accuracy])), 3)
             for k in roles
