@@ -19,7 +19,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "agent"
 
 
 @pytest.mark.parametrize(
-    "name", ["embedded", "mini", "vllm-qwen3vl4b-wan22-5b", "small-gpu-wan21-1.3b"]
+    "name", ["embedded", "mini", "mini-vqa", "vllm-qwen3vl4b-wan22-5b", "small-gpu-wan21-1.3b"]
 )
 def test_shipped_configs_validate_and_fit_the_mini_world(name: str) -> None:
     config = load_agent_config(CONFIGS / f"{name}.yaml")
@@ -34,7 +34,7 @@ def test_shipped_configs_validate_and_fit_the_mini_world(name: str) -> None:
 def test_mini_config_names_the_shipped_models_relative_to_the_repo() -> None:
     config = load_agent_config(CONFIGS / "mini.yaml")
     assert config.reasoner.video_model.source == paths.MINI_VGM_SOURCE
-    # No mini scorer is shipped yet: the checks are optimized, the questions only written.
+    # The mini scorer is below the 90 % bar: the main job optimizes the checks only.
     assert config.scorer.source is None and config.scorer.include == "checks"
     assert not Path(paths.MINI_SCORER_SOURCE).is_absolute()  # no machine path in the repo
     assert config.tto.num_frames == config.reasoner.video_model.num_frames  # K = every frame
@@ -42,18 +42,18 @@ def test_mini_config_names_the_shipped_models_relative_to_the_repo() -> None:
     assert 1e-3 <= config.tto.lr <= 5e-3
 
 
+def test_mini_vqa_config_is_the_mini_config_with_the_shipped_scorer() -> None:
+    mini = load_agent_config(CONFIGS / "mini.yaml")
+    vqa = load_agent_config(CONFIGS / "mini-vqa.yaml")
+    assert vqa.scorer.source == paths.MINI_SCORER_SOURCE and vqa.scorer.include == "all"
+    same = vqa.model_copy(update={"scorer": mini.scorer})
+    assert same.model_dump() == mini.model_dump()  # nothing else differs
+
+
 def test_missing_shipped_models_stop_with_the_command_that_trains_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = load_agent_config(CONFIGS / "mini.yaml")
-    # The config as it will be once the scorer ships.
-    config = config.model_copy(
-        update={
-            "scorer": config.scorer.model_copy(
-                update={"source": paths.MINI_SCORER_SOURCE, "include": "all"}
-            )
-        }
-    )
+    config = load_agent_config(CONFIGS / "mini-vqa.yaml")  # names both shipped models
     vgm, scorer = tmp_path / "vgm", tmp_path / "scorer"
     monkeypatch.setitem(paths.SHIPPED_SOURCES, paths.MINI_VGM_SOURCE, vgm)
     monkeypatch.setitem(paths.SHIPPED_SOURCES, paths.MINI_SCORER_SOURCE, scorer)
@@ -81,7 +81,10 @@ def test_mini_config_builds_the_shipped_models_from_any_working_directory(
     config = load_agent_config(CONFIGS / "mini.yaml")
     reasoner = build_reasoner(config)
     assert reasoner.latent_shape[2] == config.reasoner.video_model.num_frames  # pixel space
-    assert build_scorer(config.scorer) is None  # checks only until the mini scorer ships
+    assert build_scorer(config.scorer) is None  # the main job: checks only
+    if paths.MINI_SCORER_DIR.is_dir():
+        vqa = load_agent_config(CONFIGS / "mini-vqa.yaml")
+        assert build_scorer(vqa.scorer) is not None
 
 
 def test_make_demo_runs_the_main_job_on_a_held_out_mini_task() -> None:

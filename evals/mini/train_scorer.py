@@ -60,6 +60,7 @@ from rich.progress import (
 )
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from evals.mini.paths import MINI_SCORER_DIR
 from evals.mini.questions import CRITERION_ROLES, GROUPS, SLOTS
 from evals.mini.scorer_data import (
     PROBES,
@@ -80,9 +81,6 @@ from evals.tasks.palette import COLOR_NAMES, OBJECT_COLORS, PALETTE_RGB
 from reasoner.vlm_builders import TinyQwenVLConfig, build_tiny_qwen_vl
 from reasoner.vlm_preprocess import VisionPreprocessConfig, preprocess_video
 from reasoner.vqa import PROMPT_FORMATS, VQAScorer, VQAScorerConfig, _frame_times
-
-MINI_SCORER_DIR = Path(__file__).resolve().parent / "weights" / "scorer"
-"""The shipped mini scorer: a transformers Qwen3-VL folder (config, safetensors, tokenizer)."""
 
 CARD_NAME = "scorer_card.json"
 """Written beside the weights: the recipe and the measured accuracy."""
