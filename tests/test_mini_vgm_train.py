@@ -118,6 +118,10 @@ def test_two_steps_change_the_weights_and_export_a_loadable_model(tmp_path: Path
     assert any(not torch.equal(v, text_after[k]) for k, v in text_before.items())
     assert len(trainer.history["flow"]) == 2 and len(trainer.history["distill"]) == 2
     assert (tmp_path / "work" / "distill_pairs.pt").is_file()
+    # Stage 1's EMA is kept beside the checkpoint; stage 2 moved the weights on from it.
+    flow_ema = torch.load(trainer.flow_ema_path(), weights_only=True)
+    assert set(flow_ema) == set(trainer.trainable.state_dict())
+    assert any(not torch.equal(flow_ema[k], v) for k, v in trainer.trainable.state_dict().items())
 
     folder = trainer.export(tmp_path / "model")
     cfg = load_reasoner_config(REPO_CONFIG).model_dump()

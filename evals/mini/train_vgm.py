@@ -335,6 +335,10 @@ class Trainer:
 
     # -- stage 2: distillation ----------------------------------------------------
 
+    def flow_ema_path(self) -> Path:
+        """Where the EMA weights that end stage 1 (the flow model, the teacher) are kept."""
+        return self.work_dir / "flow_ema.pt"
+
     def _pairs_path(self) -> Path:
         return self.work_dir / "distill_pairs.pt"
 
@@ -494,6 +498,10 @@ class Trainer:
                 ema,
             )
             flow_ema = ema.shadow
+            # The checkpoint moves on to stage 2; keep stage 1's result, so that stage 2 can
+            # be studied or redone without the hour of stage 1 again.
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(flow_ema, self.flow_ema_path())
             stage, step, state = "distill", 0, None
             if cfg.distill_steps == 0:
                 self.trainable.load_state_dict(flow_ema)
