@@ -26,7 +26,9 @@ mini-world video. Recipe (docs/mini-models.md):
    model's embeddings of the colour words. A curriculum trains colour-presence
    probe questions alone for the first ``probe_only_steps``: without the
    alignment and the curriculum the answers stayed at chance (measured;
-   docs/mini-models.md).
+   docs/mini-models.md). A third training-only loss, the criteria read-out
+   (:class:`CriteriaHead`), asks the vision tokens which of the checker's
+   criteria the video meets; without it the task questions stayed at chance.
 4. Evaluation through ``VQAScorer.from_pretrained`` on the saved folder, on
    held-out paraphrases of held-out-split tasks; results go to
    ``scorer_card.json`` beside the weights.
@@ -153,9 +155,10 @@ class ScorerTrainConfig(BaseModel):
     criteria_weight: float = Field(
         1.0,
         ge=0,
-        description="Weight of the criteria read-out loss (see CriteriaHead): the vision "
-        "tokens of a whole video, averaged, must tell which of the checker's criteria it "
-        "meets. 0 turns it off.",
+        description="Weight of the criteria read-out loss (see CriteriaHead): the averaged "
+        "vision tokens of a window must tell which of the checker's criteria the video "
+        "meets (all four for the whole video, the goal for a window that ends it). Without "
+        "it the task questions stayed at chance; 0 turns it off.",
     )
     probe_only_steps: int = Field(
         400,
