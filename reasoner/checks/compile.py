@@ -364,6 +364,24 @@ def _region_unchanged(check: RegionUnchanged) -> Evaluator:
     return evaluate
 
 
+def _centre_near(
+    mask: ColorMask,
+    frames: torch.Tensor,
+    idx: Sequence[int],
+    targets: torch.Tensor,
+    tolerance: float,
+) -> tuple[torch.Tensor, float, int]:
+    """Loss, worst hard distance and its frame for "the object's centre is within
+    `tolerance` of `targets`" (one point, or one per window frame): the soft loss adds
+    the presence term; an invisible object is infinitely far."""
+    soft, hard = _masks(mask, frames[list(idx)])
+    dist = _distances(ops.centroid(soft), targets)
+    loss = (_hinge2(dist - tolerance) + _presence(ops.area(soft))).mean()
+    hard_dist = torch.where(ops.area(hard) >= 1, _distances(ops.centroid(hard), targets), torch.inf)
+    worst, frame = _worst(hard_dist, idx, largest=True)
+    return loss, worst, frame
+
+
 def _reach_by_end(check: ReachByEnd) -> Evaluator:
     def evaluate(frames: torch.Tensor, idx: Sequence[int]) -> CheckOutcome:
         target = _target_xy(check.target, frames)
@@ -371,13 +389,7 @@ def _reach_by_end(check: ReachByEnd) -> Evaluator:
             return CheckOutcome(
                 _zero(frames), False, "the target colour is not in the first frame; fix the target"
             )
-        soft, hard = _masks(check.object, frames[list(idx)])
-        dist = _distances(ops.centroid(soft), target)
-        loss = (_hinge2(dist - check.tolerance) + _presence(ops.area(soft))).mean()
-        hard_dist = torch.where(
-            ops.area(hard) >= 1, _distances(ops.centroid(hard), target), torch.inf
-        )
-        worst, frame = _worst(hard_dist, idx, largest=True)
+        loss, worst, frame = _centre_near(check.object, frames, idx, target, check.tolerance)
         return CheckOutcome(
             loss,
             worst <= check.tolerance,
@@ -391,9 +403,9 @@ def _reach_by_end(check: ReachByEnd) -> Evaluator:
 
 def _moves_smoothly(check: MovesSmoothly) -> Evaluator:
     def evaluate(frames: torch.Tensor, idx: Sequence[int]) -> CheckOutcome:
-        soft, hard = _masks(check.object, frames[list(idx)])
         if len(idx) < 2:
             return CheckOutcome(_zero(frames), True, "one frame: nothing can jump")
+        soft, hard = _masks(check.object, frames[list(idx)])
         xy = ops.centroid(soft)
         steps = _distances(xy[1:], xy[:-1])
         # Summed over the frame pairs, not averaged: a jump happens between two frames,
@@ -419,13 +431,7 @@ def _moves_smoothly(check: MovesSmoothly) -> Evaluator:
 def _follows_path(check: FollowsPath) -> Evaluator:
     def evaluate(frames: torch.Tensor, idx: Sequence[int]) -> CheckOutcome:
         targets = _path_targets(check.waypoints, len(idx), frames)
-        soft, hard = _masks(check.object, frames[list(idx)])
-        dist = _distances(ops.centroid(soft), targets)
-        loss = (_hinge2(dist - check.tolerance) + _presence(ops.area(soft))).mean()
-        hard_dist = torch.where(
-            ops.area(hard) >= 1, _distances(ops.centroid(hard), targets), torch.inf
-        )
-        worst, frame = _worst(hard_dist, idx, largest=True)
+        loss, worst, frame = _centre_near(check.object, frames, idx, targets, check.tolerance)
         return CheckOutcome(
             loss,
             worst <= check.tolerance,
