@@ -306,6 +306,19 @@ def _pairs(r: Reading) -> dict[str, Any]:
         }
         for color, (x, y) in r.targets.items()
     ]
+    # The marks stay put, so they cancel in "has it left, has it arrived" and are
+    # too small to count as a second blob of the colour.
+    checks.append(
+        {
+            "kind": "one_moves_at_a_time",
+            "name": "one square at a time",
+            "objects": [_mask(color) for color in r.targets],
+        }
+    )
+    checks += [
+        {"kind": "stays_one_blob", "name": f"{color} stays whole", "object": _mask(color)}
+        for color in r.targets
+    ]
     return {
         "rationale": "Each square must end on the marks of its own colour, one moving at a "
         "time; target centres were read off the first frame.",

@@ -115,6 +115,18 @@ def recoloured(patchwork: bool) -> torch.Tensor:
     return frames
 
 
+def taking_turns(together: bool) -> torch.Tensor:
+    """A red and a blue ball cross the frame: one after the other, or (together) at once."""
+    red = line(0.2, 0.3, 0.8, 0.3, 3) + [(0.8, 0.3)] * 2  # on its way on frame 1
+    blue = [(0.2, 0.7)] * 2 + line(0.2, 0.7, 0.8, 0.7, 3)  # on its way on frame 3
+    if together:  # both on their way on frames 1-3
+        red, blue = line(0.2, 0.3, 0.8, 0.3), line(0.2, 0.7, 0.8, 0.7)
+    frames = moving_ball(red)
+    for f, (x, y) in zip(frames, blue, strict=True):
+        disk(f, x, y, 0.08, BLUE)
+    return frames
+
+
 # (check, video that satisfies it, video that violates it)
 CASES: dict[str, tuple[dict[str, Any], Callable[[], torch.Tensor], Callable[[], torch.Tensor]]] = {
     "inside_region": (
@@ -191,6 +203,14 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[], torch.Tensor], Callable[[], 
         lambda: moving_ball(line(0.2, 0.5, 0.8, 0.5)),  # 0.15 per frame
         # waits, then jumps 0.6 between frames 2 and 3
         lambda: moving_ball([(0.2, 0.5), (0.2, 0.5), (0.2, 0.5), (0.8, 0.5), (0.8, 0.5)]),
+    ),
+    "one_moves_at_a_time": (
+        {
+            "kind": "one_moves_at_a_time",
+            "objects": [{"color": "red"}, {"color": list(BLUE_255)}],
+        },
+        lambda: taking_turns(together=False),
+        lambda: taking_turns(together=True),
     ),
     "follows_path": (
         {
@@ -369,3 +389,57 @@ def test_moves_smoothly_measures_the_largest_step_by_hand() -> None:
     assert outcome.loss.item() == pytest.approx(0.1**2, abs=2e-3)
     lenient = compile_check(CHECK.validate_python({**spec, "max_step": 0.35}), num_frames=3)
     assert lenient(frames).passed
+
+
+def squares(positions: dict[tuple[float, float, float], list[tuple[int, int]]]) -> torch.Tensor:
+    """Exact 4 x 4 px squares, no anti-aliasing: colour -> (y, x) top-left per frame."""
+    n = len(next(iter(positions.values())))
+    frames = canvas(n)
+    for color, track in positions.items():
+        for f, (y, x) in enumerate(track):
+            frames[f, :, y : y + 4, x : x + 4] = torch.tensor(color).view(3, 1, 1)
+    return frames
+
+
+def test_one_moves_at_a_time_share_and_loss_by_hand() -> None:
+    check = compile_check(
+        CHECK.validate_python(
+            {
+                "kind": "one_moves_at_a_time",
+                "objects": [{"color": "red"}, {"color": list(BLUE_255)}],
+                "min_change": 0.25,
+            }
+        ),
+        3,
+    )
+    # Both slide 2 px on frame 1: 8 of 16 px left behind, 8 new -> 16 px differ from
+    # frame 0 and 16 from frame 2, a share of 1.0 each; excess 0.75 each; loss 0.75^2.
+    both = squares({RED: [(4, 0), (4, 2), (4, 4)], BLUE: [(20, 0), (20, 2), (20, 4)]})
+    outcome = check(both)
+    assert not outcome.passed
+    assert "frame 1" in outcome.detail
+    assert float(outcome.loss) == pytest.approx(0.75**2, abs=1e-3)
+    # Red moves on frame 1 while blue waits; blue jumps on frame 2: at most one on its way.
+    turns = squares({RED: [(4, 0), (4, 2), (4, 4)], BLUE: [(20, 0), (20, 0), (20, 4)]})
+    outcome = check(turns)
+    assert outcome.passed, outcome.detail
+    assert float(outcome.loss) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_stays_one_blob_sizes_the_object_by_its_largest_first_frame_blob() -> None:
+    """Same-coloured marks elsewhere (specks, too small to be objects) do not count in its
+    size, as the pairs family's target corners do not."""
+    check = compile_check(
+        CHECK.validate_python(
+            {"kind": "stays_one_blob", "object": {"color": "red"}, "size_tolerance": 0.3}
+        ),
+        2,
+    )
+    frames = squares({RED: [(4, 4), (4, 8)]})
+    for y, x in ((20, 20), (20, 28), (28, 20), (28, 28)):  # four 3 px L-shaped marks
+        for dy, dx in ((0, 0), (0, 1), (1, 0)):
+            frames[:, :, y + dy, x + dx] = torch.tensor(RED)
+    assert check(frames).passed  # 16 px vs 16 px, not vs the colour's 28
+    frames[1, :, 4:8, 8:10] = torch.tensor(BG).view(3, 1, 1)  # frame 1 keeps half the square
+    outcome = check(frames)
+    assert not outcome.passed and "x0.50" in outcome.detail

@@ -139,6 +139,10 @@ check_fields = {
         ),
         "tolerance": st.floats(0.01, 1),
     },
+    "one_moves_at_a_time": {
+        "objects": st.lists(color_mask, min_size=2, max_size=6),
+        "min_change": st.floats(0.01, 1),
+    },
 }
 checks = st.one_of(
     *[

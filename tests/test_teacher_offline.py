@@ -22,7 +22,7 @@ from agent.offline_reading import read_task, spec_for
 from agent.offline_teacher import OfflineTeacher
 from agent.teacher_config import OfflinePolicyConfig
 from evals.mini.questions import CRITERION_ROLES, questions_for
-from evals.tasks import get_task, perturb
+from evals.tasks import check, get_task, perturb
 from reasoner.reward import compile_spec
 from reasoner.spec import RewardSpec
 
@@ -88,6 +88,23 @@ def test_spec_checks_pass_the_solution_and_catch_broken_videos(family: str) -> N
         assert not all(frozen.values()), task.task_id
         wrong = check_verdicts(spec, task, perturb(task, broken, seed))
         assert not all(wrong.values()), (task.task_id, broken)
+
+
+@pytest.mark.parametrize(
+    ("kind", "check_prefix"),
+    [("rule_break", "one square at a time"), ("split", "stays whole"), ("vanish", "stays whole")],
+)
+def test_pairs_spec_checks_one_at_a_time_and_whole_squares(kind: str, check_prefix: str) -> None:
+    """The checks catch the pairs rules the goal check cannot see, as the checker does."""
+    for seed in SEEDS:
+        task = get_task(f"mini/pairs/{seed}", num_frames=K)
+        spec = spec_for(read_task(task.instruction, task.first_frame))
+        video = perturb(task, kind, seed)
+        assert not check(task, video).passed
+        verdicts = check_verdicts(spec, task, video)
+        failed = [name for name, ok in verdicts.items() if not ok]
+        assert any(check_prefix in name for name in failed), (task.task_id, kind, verdicts)
+        assert all(check_verdicts(spec, task, task.solution).values()), task.task_id
 
 
 def spec_questions(spec: dict[str, Any]) -> dict[str, list[str]]:

@@ -29,6 +29,7 @@ from reasoner.checks.vocabulary import (
     InsideRegion,
     MovesSmoothly,
     ObjectCount,
+    OneMovesAtATime,
     OutsideRegion,
     Point,
     ReachByEnd,
@@ -278,8 +279,11 @@ def _object_count(check: ObjectCount) -> Evaluator:
 
 def _stays_one_blob(check: StaysOneBlob) -> Evaluator:
     def evaluate(frames: torch.Tensor, idx: Sequence[int]) -> CheckOutcome:
+        # The object is the largest blob of its colour in the first frame: marks or
+        # specks of the same colour elsewhere are not part of its size.
         _, hard0 = _masks(check.object, frames[:1].detach())
-        ref_area = float(ops.area(hard0)[0])
+        _, first_blobs = _blobs(hard0, hard0, 0)
+        ref_area = float(first_blobs[0]) if first_blobs else 0.0
         if ref_area < 1:
             return CheckOutcome(
                 _zero(frames),
@@ -443,6 +447,53 @@ def _follows_path(check: FollowsPath) -> Evaluator:
     return evaluate
 
 
+def _on_the_way(masks: torch.Tensor, size: float) -> torch.Tensor:
+    """Per frame, the share of an object's ``size`` pixels that differ from both the
+    window's first and last frame (0 while it has not left or has arrived)."""
+    # Smooth |x| so the gradient is defined where a pixel is exactly unchanged.
+    from_first = ((masks - masks[:1]).pow(2) + 1e-12).sqrt().sum(dim=(-2, -1))
+    from_last = ((masks - masks[-1:]).pow(2) + 1e-12).sqrt().sum(dim=(-2, -1))
+    return torch.minimum(from_first, from_last) / size
+
+
+def _one_moves_at_a_time(check: OneMovesAtATime) -> Evaluator:
+    def evaluate(frames: torch.Tensor, idx: Sequence[int]) -> CheckOutcome:
+        window = frames[list(idx)]
+        soft_ways, hard_ways = [], []
+        for obj in check.objects:
+            soft, hard = _masks(obj, window)
+            size = float(hard[0].sum())
+            if size < 1:
+                return CheckOutcome(
+                    _zero(frames),
+                    False,
+                    f"no {obj.describe()} pixel on the window's first frame; use the colour "
+                    "the object has there, or raise its tolerance",
+                )
+            soft_ways.append(_on_the_way(soft, size))
+            hard_ways.append(_on_the_way(hard, size))
+        # (N objects, T frames): how far past the threshold each object is on its way.
+        excess = F.relu(torch.stack(soft_ways) - check.min_change)
+        # Every pair of objects on their way together costs the product of their
+        # excesses, summed over frames: the rule breaks on a few frames, and a mean
+        # over the window would make that loss vanish.
+        pairs = (excess.sum(dim=0).pow(2) - excess.pow(2).sum(dim=0)) / 2
+        moving = torch.stack(hard_ways) > check.min_change
+        together = [t for t in range(len(idx)) if int(moving[:, t].sum()) > 1]
+        if not together:
+            return CheckOutcome(pairs.sum(), True, "at most one object on its way on every frame")
+        first = together[0]
+        names = [o.describe() for o, m in zip(check.objects, moving[:, first], strict=True) if m]
+        return CheckOutcome(
+            pairs.sum(),
+            False,
+            f"{' and '.join(names)} are on their way together on {len(together)} frame(s), "
+            f"first at frame {idx[first]}",
+        )
+
+    return evaluate
+
+
 COMPILERS: dict[str, Callable[[Any], Evaluator]] = {
     "inside_region": _inside_region,
     "outside_region": _outside_region,
@@ -454,6 +505,7 @@ COMPILERS: dict[str, Callable[[Any], Evaluator]] = {
     "reach_by_end": _reach_by_end,
     "moves_smoothly": _moves_smoothly,
     "follows_path": _follows_path,
+    "one_moves_at_a_time": _one_moves_at_a_time,
 }
 
 
@@ -472,6 +524,8 @@ def first_frame_problems(check: Check, first_frame: torch.Tensor) -> str | None:
     ]
     if isinstance(check, StaysOneBlob):
         needed.append(("object", check.object))
+    if isinstance(check, OneMovesAtATime):
+        needed += [(f"objects[{i}]", obj) for i, obj in enumerate(check.objects)]
     for name, mask in needed:
         _, hard = _masks(mask, frame)
         if hard.sum() < 1:

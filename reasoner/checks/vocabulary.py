@@ -382,6 +382,33 @@ class FollowsPath(_CheckBase):
     window: FrameWindow = _window("all")
 
 
+class OneMovesAtATime(_CheckBase):
+    """The objects take turns: at most one of them is on its way at any frame.
+
+    An object is on its way on a frame when its pixels differ from both where it
+    is on the window's first frame and where it is on the window's last frame.
+    """
+
+    kind: Literal["one_moves_at_a_time"] = Field(
+        description="Always 'one_moves_at_a_time' for this check."
+    )
+    objects: list[ColorMask] = Field(
+        min_length=2,
+        max_length=6,
+        description="The objects that must move one after the other, each by its colour.",
+    )
+    min_change: float = Field(
+        0.2,
+        gt=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="An object is on its way when more than this share of its first-frame "
+        "pixels (0-1] differs from both its first and its last frame; lower it for big "
+        "objects that move only a little per frame.",
+    )
+    window: FrameWindow = _window("all")
+
+
 Check = Annotated[
     InsideRegion
     | OutsideRegion
@@ -392,7 +419,8 @@ Check = Annotated[
     | RegionUnchanged
     | ReachByEnd
     | MovesSmoothly
-    | FollowsPath,
+    | FollowsPath
+    | OneMovesAtATime,
     Field(discriminator="kind"),
 ]
 
@@ -408,5 +436,6 @@ CHECK_MODELS: dict[str, type[BaseModel]] = {
     "reach_by_end": ReachByEnd,
     "moves_smoothly": MovesSmoothly,
     "follows_path": FollowsPath,
+    "one_moves_at_a_time": OneMovesAtATime,
 }
 CHECK_KINDS: tuple[str, ...] = tuple(CHECK_MODELS)
