@@ -1,6 +1,8 @@
 """One YAML file per agent setup: teacher, reasoner, scorer, optimizer, budgets.
 
     teacher:   who answers (`kind: offline` or an OpenAI-compatible endpoint)
+    extends:   optional: another agent YAML (relative to this file) whose sections
+               this file's are merged over
     reasoner:  the video model (a `reasoner.config.ReasonerConfig` mapping, or the
                path of a reasoner YAML relative to this file)
     scorer:    the VQA model that turns queries into losses (or none: checks only)
@@ -211,23 +213,46 @@ def agent_config_from_dict(
         raise ConfigError(format_validation_error(error, where)) from None
 
 
+def read_agent_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping of one agent YAML, laid over the file its `extends:` names.
+
+    `extends` is a path relative to the file that holds it; that file's own
+    sections come first and this one's are deep-merged over them. A string
+    `reasoner` is resolved against the directory of the file that names it, so
+    a file may extend one in another folder.
+    """
+    if not path.is_file():
+        raise ConfigError(f"agent config {path} does not exist; see configs/agent/ for examples")
+    if path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ConfigError(f"agent configs extend each other in a loop: {cycle}")
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a YAML mapping with teacher/reasoner/... sections")
+    if isinstance(data.get("reasoner"), str) and not Path(data["reasoner"]).is_absolute():
+        data["reasoner"] = str((path.parent / data["reasoner"]).absolute())
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends must be the path of another agent YAML")
+    return deep_merge(read_agent_yaml(path.parent / parent, (*chain, path.resolve())), data)
+
+
 def load_agent_config(
     path: str | Path,
     overrides: dict[str, Any] | None = None,
     patch: Mapping[str, Any] | None = None,
     where: str | None = None,
 ) -> AgentConfig:
-    """Read an agent YAML, deep-merge `patch` over it (`deep_merge`), then apply `overrides`.
+    """Read an agent YAML (and the ones it `extends`), deep-merge `patch` over it
+    (`deep_merge`), then apply `overrides`.
 
     `overrides` are dotted keys (e.g. 'teacher.model', None values skipped);
     `where` names the source in error messages (default: the path).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"agent config {path} does not exist; see configs/agent/ for examples")
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a YAML mapping with teacher/reasoner/... sections")
+    data = read_agent_yaml(path)
     if patch:
         data = deep_merge(data, patch)
     for dotted, value in (overrides or {}).items():

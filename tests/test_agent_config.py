@@ -147,3 +147,43 @@ def test_bad_configs_say_what_to_change(tmp_path: Path) -> None:
     assert "wall_clock_s" in bad(tmp_path, tto__time_budget_s=10.0)
     with pytest.raises(ConfigError, match="does not exist"):
         load_agent_config(tmp_path / "missing.yaml")
+
+
+def test_extends_lays_a_config_over_another_from_any_folder(tmp_path: Path) -> None:
+    """`extends:` merges section by section; the base's relative reasoner path still
+    resolves against the base's own folder."""
+    sub = tmp_path / "mine" / "deeper"
+    sub.mkdir(parents=True)
+    child = sub / "child.yaml"
+    child.write_text(
+        yaml.safe_dump(
+            {
+                "extends": str(CONFIGS / "mini.yaml"),
+                "tto": {"lr": 1e-3},
+                "budgets": {"max_lora_steps": 8},
+            }
+        )
+    )
+    base = load_agent_config(CONFIGS / "mini.yaml")
+    config = load_agent_config(child)
+    assert config.tto.lr == 1e-3 and config.budgets.max_lora_steps == 8
+    assert config.tto.tau == base.tto.tau  # the rest of the tto section is the base's
+    assert config.budgets.wall_clock_s == base.budgets.wall_clock_s
+    assert config.reasoner == base.reasoner  # ../reasoner/mini.yaml, from configs/agent/
+    # A relative `extends` is relative to the file that holds it.
+    (sub / "grandchild.yaml").write_text("extends: child.yaml\nteacher: {offline: {burst: 2}}\n")
+    grand = load_agent_config(sub / "grandchild.yaml")
+    assert grand.teacher.offline.burst == 2 and grand.budgets.max_lora_steps == 8
+
+
+def test_extends_loops_and_bad_values_say_what_to_change(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="in a loop"):
+        load_agent_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: [mini.yaml]\n")
+    with pytest.raises(ConfigError, match="extends must be the path"):
+        load_agent_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml does not exist"):
+        load_agent_config(tmp_path / "d.yaml")
