@@ -286,3 +286,34 @@ def test_bad_recipes_are_rejected() -> None:
         ScorerTrainConfig(steps=0)
     with pytest.raises(ValueError, match="extra"):
         ScorerTrainConfig.model_validate({"stepz": 3})
+
+
+def test_evaluate_scorer_cli_asks_either_set_of_phrasings(tmp_path: Path) -> None:
+    """The teacher's (trained) phrasings carry the colour probes too; the task-question
+    accuracy leaves them out and is the row-weighted mean of the task roles."""
+    from typer.testing import CliRunner
+
+    from evals.mini import evaluate_scorer
+
+    train(_tiny_config(steps=1), tmp_path / "scorer", evaluate_after=False, progress=False)
+    runner = CliRunner()
+    results = {}
+    for phrasings in ("train", "held_out"):
+        out = tmp_path / f"{phrasings}.json"
+        args = ["--scorer", str(tmp_path / "scorer"), "--phrasings", phrasings, "--no-vgm"]
+        args += ["--tasks-per-family", "1", "--split", "val", "--out", str(out)]
+        outcome = runner.invoke(evaluate_scorer.app, args)
+        assert outcome.exit_code == 0, outcome.output
+        assert "task_questions" in outcome.output
+        results[phrasings] = json.loads(out.read_text())
+    trained, held_out = results["train"], results["held_out"]
+    assert trained["phrasings"] == "train" and trained["split"] == "val"
+    assert "role/probe" in trained["accuracy"] and "role/probe" not in held_out["accuracy"]
+    for result in results.values():
+        acc, rows = result["accuracy"], result["rows_per_group"]
+        roles = [k for k in acc if k.startswith("role/") and k != "role/probe"]
+        correct = sum(acc[k] * rows[k] for k in roles)
+        assert rows["task_questions"] == sum(rows[k] for k in roles)
+        assert acc["task_questions"] == pytest.approx(correct / rows["task_questions"], abs=1e-3)
+    bad = runner.invoke(evaluate_scorer.app, ["--scorer", str(tmp_path), "--no-vgm"])
+    assert bad.exit_code == 2 and "evals.mini.train_scorer" in bad.output

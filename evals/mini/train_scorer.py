@@ -59,6 +59,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+    track,
 )
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -773,16 +774,27 @@ def _summary(step: int, window: Sequence[StepResult]) -> dict[str, Any]:
 # -------------------------------------------------------------------- evaluation
 
 
+Phrasings = Literal["held_out", "train"]
+
+
 def eval_examples(
     cfg: ScorerTrainConfig,
     split: str,
     sampler: VideoSampler | None = None,
     tasks_per_family: int | None = None,
+    phrasings: Phrasings = "held_out",
 ) -> list[Example]:
-    """Balanced held-out examples: held-out split tasks, held-out paraphrases only."""
+    """Balanced examples of `split`'s tasks (held out from training), asked in the
+    held-out paraphrases (the card's accuracy) or in the trained ones (those the
+    offline teacher asks; these rows also hold the colour probes)."""
     tasks = split_tasks(cfg.data, split, tasks_per_family or cfg.eval_tasks_per_family)
     examples = examples_for_tasks(
-        tasks, cfg.data, [cfg.seed, 3], cfg.eval_videos_per_task, held_out=True, sampler=sampler
+        tasks,
+        cfg.data,
+        [cfg.seed, 3],
+        cfg.eval_videos_per_task,
+        held_out=phrasings == "held_out",
+        sampler=sampler,
     )
     if not cfg.data.balance:
         return examples
@@ -797,6 +809,8 @@ def evaluate(
     split: str | None = None,
     tasks_per_family: int | None = None,
     tau_p_yes: float = 0.8,
+    phrasings: Phrasings = "held_out",
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Accuracy of ``scorer`` (through its real inference path) on held-out examples.
 
@@ -805,11 +819,11 @@ def evaluate(
     stopping level) and how often a "No" row wrongly does.
     """
     split = split or cfg.eval_split
-    examples = eval_examples(cfg, split, sampler, tasks_per_family)
+    examples = eval_examples(cfg, split, sampler, tasks_per_family, phrasings)
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     accepted = {"yes_rows_accepted": [0, 0], "no_rows_accepted": [0, 0]}
     with torch.no_grad():
-        for ex in examples:
+        for ex in track(examples, description="scoring", disable=not progress):
             frames = to_frames(ex.video)
             by_window: dict[tuple[int, ...], list] = defaultdict(list)
             for row in ex.rows:
@@ -822,8 +836,10 @@ def evaluate(
                     assert s.p_no is not None  # one-token answers: P(No) comes for free
                     correct = int((s.p_yes > s.p_no) == row.answer)
                     source = ex.source.split(":")[0]
+                    task_row = row.role != "probe"
                     for key in (
                         "all",
+                        *(["task_questions", f"task_questions/{ex.family}"] if task_row else []),
                         f"family/{ex.family}",
                         f"role/{row.role}",
                         f"source/{source}",
@@ -842,6 +858,7 @@ def evaluate(
         )
     result: dict[str, Any] = {
         "split": split,
+        "phrasings": phrasings,
         "rows": tally["all"][1],
         "accuracy": {k: round(c / n, 4) for k, (c, n) in sorted(tally.items())},
         "rows_per_group": {k: n for k, (_, n) in sorted(tally.items())},
