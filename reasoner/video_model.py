@@ -20,6 +20,8 @@ Text+image-to-video follows Wan2.2-TI2V (`WanImageToVideoPipeline` with
 frame at every transformer call, its tokens carry timestep 0 and every other
 token the current one; the output keeps that clean first frame. Pixel-space
 models (no VAE) take the same path with the image itself as the first frame.
+Without an image a wan_ti2v model runs text-to-video, as `WanPipeline` with
+`expand_timesteps=True` does: every token at the current timestep.
 """
 
 from __future__ import annotations
@@ -168,9 +170,11 @@ class VideoReasoner:
         return self.full_decoder.encode(pixels)
 
     def encode(self, prompt: str, image: torch.Tensor | None = None) -> Conditioning:
-        """Condition on an instruction and, for wan_ti2v, the first frame."""
-        if self.is_ti2v and image is None:
-            raise ValueError("a wan_ti2v model needs the first frame: pass image=(3, H, W)")
+        """Condition on an instruction and, for wan_ti2v, optionally the first frame.
+
+        A wan_ti2v model without an image generates from the text alone, as
+        Wan2.2-TI2V does in text-to-video mode (every token at the same timestep).
+        """
         if not self.is_ti2v and image is not None:
             raise ValueError(
                 "a wan_t2v model takes no image; set video_model.kind: wan_ti2v to condition on one"
@@ -194,9 +198,9 @@ class VideoReasoner:
 
     # -- the transformer as a velocity field ---------------------------------
 
-    def _timesteps(self, sigma: float, latents: torch.Tensor) -> torch.Tensor:
+    def _timesteps(self, sigma: float, latents: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         t = torch.tensor([sigma * NUM_TRAIN_TIMESTEPS], dtype=torch.float32, device=self.device)
-        if not self.is_ti2v:
+        if cond.image_latent is None:  # text to video: every token at t
             return t
         # Per-token timesteps (expand_timesteps): tokens of the first latent
         # frame are clean (0), the rest at t. Tokens are ordered (f, h, w).
@@ -209,15 +213,14 @@ class VideoReasoner:
 
     def _with_condition(self, latents: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         # Equal to WanImageToVideoPipeline's (1 - mask) * condition + mask * latents.
-        if not self.is_ti2v:
+        if cond.image_latent is None:
             return latents
-        assert cond.image_latent is not None
         return torch.cat([cond.image_latent.to(latents.dtype), latents[:, :, 1:]], dim=2)
 
     def velocity(self, latents: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
         """v(z_sigma, sigma, c) in float32, with classifier-free guidance when configured."""
         model_input = self._with_condition(latents, cond).to(self.dtype)
-        timestep = self._timesteps(sigma, latents)
+        timestep = self._timesteps(sigma, latents, cond)
 
         def run(embeds: torch.Tensor) -> torch.Tensor:
             return self.transformer(

@@ -114,6 +114,37 @@ def test_ti2v_sampler_matches_wan_image_to_video_pipeline_with_expand_timesteps(
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
 
 
+def test_ti2v_without_an_image_matches_wan_pipeline_text_to_video() -> None:
+    """Wan2.2-TI2V's text-to-video mode: no first frame, every token at the same t."""
+    reasoner = _build(TINY_TI2V)
+    cond = reasoner.encode("a red ball rolls to the left")
+    assert cond.image_latent is None
+    noise = reasoner.initial_noise(torch.Generator().manual_seed(5))
+    ours = reasoner.predict_latent(noise, cond, grad="last").detach()
+
+    pipe = WanPipeline(
+        tokenizer=reasoner.tokenizer,
+        text_encoder=reasoner.text_encoder,
+        vae=reasoner.vae,
+        transformer=reasoner.transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        expand_timesteps=True,
+    )
+    theirs = pipe(
+        prompt_embeds=cond.prompt_embeds,
+        latents=noise.clone(),
+        height=32,
+        width=32,
+        num_frames=9,
+        num_inference_steps=3,
+        guidance_scale=1.0,
+        output_type="latent",
+    ).frames
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    with_image, _, _ = _inputs(reasoner)
+    assert not torch.allclose(ours, reasoner.predict_latent(noise, with_image, grad="last"))
+
+
 def test_full_sampler_is_deterministic_for_a_seed() -> None:
     reasoner = _build(TINY_TI2V)
     videos = []
@@ -137,7 +168,8 @@ def test_pixel_space_ti2v_keeps_the_image_as_first_frame() -> None:
 def test_ti2v_first_frame_tokens_carry_timestep_zero() -> None:
     reasoner = _build(TINY_PIXEL)
     latents = torch.zeros(reasoner.latent_shape)
-    timesteps = reasoner._timesteps(0.5, latents)
+    cond, _, _ = _inputs(reasoner)
+    timesteps = reasoner._timesteps(0.5, latents, cond)
     per_frame = (32 // 2) * (32 // 2)
     assert timesteps.shape == (1, 9 * per_frame)
     assert torch.all(timesteps[0, :per_frame] == 0)
@@ -215,8 +247,6 @@ def test_encode_rejects_wrong_images_with_a_fix() -> None:
     t2v, ti2v = _build(TINY_T2V), _build(TINY_TI2V)
     with pytest.raises(ValueError, match="wan_ti2v"):
         t2v.encode("x", seeded_image())
-    with pytest.raises(ValueError, match="first frame"):
-        ti2v.encode("x")
     with pytest.raises(ValueError, match="resize"):
         ti2v.encode("x", seeded_image(size=48))
 
