@@ -202,3 +202,18 @@ def test_the_api_key_never_reaches_the_run_folder(
     assert any(p.name == "checkpoints.sqlite" for p in files)
     for path in files:
         assert secret.encode() not in path.read_bytes(), path
+
+
+def test_only_the_last_two_burst_states_are_kept(tmp_path: Path) -> None:
+    """Resuming needs the state its checkpoint names (the latest, or the one before
+    while a burst's result is being checkpointed); older ones are deleted."""
+    config = agent_config(budgets={"max_lora_steps": 8})
+    script = [call("write_reward_spec", SPEC)] + [call("optimize", {"steps": 2})] * 4
+    script.append(call("finish", {"decision": "accept", "reason": "enough"}))
+    with ScriptedServer(script) as server:
+        outcome = run_scripted(server.base_url, tmp_path / "run", config)
+    assert_complete_trace(outcome)
+    assert outcome.state["lora_steps"] == 8
+    kept = sorted(p.name for p in (tmp_path / "run" / "session").iterdir())
+    assert kept == ["burst-0003.pt", "burst-0004.pt"]
+    assert outcome.state["session_file"] == "session/burst-0004.pt"
