@@ -19,7 +19,6 @@ from evals.mini.train_scorer import (
     ColorAlignHead,
     CriteriaHead,
     Item,
-    QuestionNoise,
     ScorerTrainConfig,
     answer_loss,
     build_scorer_model,
@@ -100,43 +99,6 @@ def test_batched_answers_equal_the_vqa_scorers(family: str) -> None:
         ]
     assert batched.shape == (6, 2)
     torch.testing.assert_close(batched, torch.tensor(reference), atol=1e-5, rtol=1e-5)
-
-
-def test_unseen_word_plan_replaces_and_inserts_but_keeps_colour_words() -> None:
-    def noise(rate: float) -> QuestionNoise:
-        return QuestionNoise(rate, 0.02, frozenset({7}), torch.Generator().manual_seed(0))
-
-    assert noise(0.0).plan([5, 7, 9]) == [5, 7, 9]
-    assert noise(0.5).plan([]) == []
-    # At rate 1 every token is preceded by an unseen word and replaced, but the colour word.
-    assert noise(1.0).plan([5, 7, 9]) == [None, None, None, 7, None, None]
-    mixed = noise(0.3).plan(list(range(100, 140)))
-    kept = [t for t in mixed if t is not None]
-    assert kept == sorted(kept) and 0 < len(kept) < 40 and len(mixed) > len(kept)
-
-
-def test_unseen_words_change_task_questions_only_and_carry_gradients() -> None:
-    model, tokenizer = build_scorer_model(_tiny_config())
-    answerer = BatchedAnswerer(model, tokenizer)
-    task = get_task("mini/navigate/4")
-    frames = to_frames(np.asarray(task.solution))
-    item = Item(
-        frames,
-        0,
-        ("Does the red square end on the blue square?", "Is any part of the first frame red?"),
-        (True, True),
-        roles=("goal", "probe"),
-    )
-    colour_ids = frozenset(ColorAlignHead.for_tokenizer(tokenizer).color_ids.tolist())
-    clean, _ = answerer.forward([item])
-    noisy, _ = answerer.forward(
-        [item], QuestionNoise(0.5, 0.02, colour_ids, torch.Generator().manual_seed(1))
-    )
-    assert not torch.allclose(noisy[0], clean[0])  # the task question heard unseen words
-    torch.testing.assert_close(noisy[1], clean[1])  # the probe did not
-    noisy[0, 0].backward()
-    embeddings = model.get_input_embeddings().weight.grad
-    assert embeddings is not None and embeddings.abs().sum() > 0
 
 
 def test_answer_loss_reaches_the_vision_encoder_and_the_pixels() -> None:
@@ -310,9 +272,8 @@ def test_two_training_steps_change_the_weights_and_save_a_loadable_scorer(tmp_pa
     assert set(evaluation["accuracy"]) >= {"family/navigate", "family/recolor", "role/goal"}
 
 
-@pytest.mark.parametrize("unknown_word_rate", [0.0, 0.2])
-def test_training_is_reproducible(tmp_path: Path, unknown_word_rate: float) -> None:
-    cfg = _tiny_config(steps=1, probe_only_steps=0, unknown_word_rate=unknown_word_rate)
+def test_training_is_reproducible(tmp_path: Path) -> None:
+    cfg = _tiny_config(steps=1)
     train(cfg, tmp_path / "a", evaluate_after=False, progress=False)
     train(cfg, tmp_path / "b", evaluate_after=False, progress=False)
     a = load_file(tmp_path / "a" / "model.safetensors")

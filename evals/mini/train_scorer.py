@@ -161,16 +161,6 @@ class ScorerTrainConfig(BaseModel):
         "meets (all four for the whole video, the goal for a window that ends it). Without "
         "it the task questions stayed at chance; 0 turns it off.",
     )
-    unknown_word_rate: float = Field(
-        0.0,
-        ge=0,
-        le=0.5,
-        description="Training only: each token of a task question, colour words aside, is "
-        "replaced with this probability by an unseen word (an embedding drawn as the "
-        "embeddings are initialised), and as often an unseen word is put before it. Words "
-        "that only held-out paraphrases use keep their initial embeddings, because no "
-        "training row holds them; this teaches answering past such words. 0 turns it off.",
-    )
     probe_only_steps: int = Field(
         400,
         ge=0,
@@ -247,26 +237,6 @@ class Item:
     criteria: tuple[bool | None, ...] | None = None  # CRITERIA met (None: not in the window)
 
 
-@dataclass(frozen=True)
-class QuestionNoise:
-    """Unseen words in task questions (`ScorerTrainConfig.unknown_word_rate`)."""
-
-    rate: float
-    std: float  # of an unseen word's embedding: the embedding init's
-    keep_ids: frozenset[int]  # tokens never replaced (the colour words)
-    generator: torch.Generator
-
-    def plan(self, ids: list[int]) -> list[int | None]:
-        """The question's tokens with some replaced or preceded by None (an unseen word)."""
-        out: list[int | None] = []
-        draws = torch.rand(len(ids), 2, generator=self.generator).tolist()
-        for token, (insert, replace) in zip(ids, draws, strict=True):
-            if insert < self.rate:
-                out.append(None)
-            out.append(None if replace < self.rate and token not in self.keep_ids else token)
-        return out
-
-
 class BatchedAnswerer:
     """log P(Yes), log P(No) for many (video window, question) pairs in two forward passes.
 
@@ -321,17 +291,6 @@ class BatchedAnswerer:
         head, tail = text.split(self._QUESTION)
         return head, self.config.question_suffix + tail
 
-    def _tail(self, question: str, tail: str, noise: QuestionNoise | None) -> list[int | None]:
-        """Token ids of the question and the rest of the prompt; with ``noise``, unseen
-        words (None) in the question's part."""
-        ids = self._ids(question + tail)
-        if noise is None:
-            return list(ids)
-        own = self._ids(question)
-        if ids[: len(own)] != own:  # the question's last token merged with the suffix
-            return list(ids)
-        return noise.plan(own) + ids[len(own) :]
-
     @staticmethod
     def _left_pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
         length = max(len(s) for s in seqs)
@@ -346,13 +305,8 @@ class BatchedAnswerer:
         """(rows, 2) log-probabilities of (Yes, No), rows in item then question order."""
         return self.forward(items)[0]
 
-    def forward(
-        self, items: Sequence[Item], noise: QuestionNoise | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`logits`, and the vision tokens the language model read (tokens, hidden).
-
-        With ``noise`` (training only), task questions get unseen words.
-        """
+    def forward(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`logits`, and the vision tokens the language model read (tokens, hidden)."""
         vision = [preprocess_video(item.frames, self.preprocess) for item in items]
         grids = torch.cat([v.grid_thw for v in vision])  # (items, 3)
         features = self.model.get_video_features(
@@ -389,28 +343,18 @@ class BatchedAnswerer:
 
         # 2. Each question continues its window's cache.
         owner = torch.tensor([i for i, item in enumerate(items) for _ in item.questions])
-        tails: list[list[int | None]] = []
-        for (_, tail), item in zip(parts, items, strict=True):
-            roles = item.roles or ("",) * len(item.questions)
-            for question, role in zip(item.questions, roles, strict=True):
-                tails.append(self._tail(question, tail, None if role == "probe" else noise))
-        unseen = [[t is None for t in seq] for seq in tails]
-        tail_ids, tail_mask = self._left_pad(
-            [[self.pad_id if t is None else t for t in seq] for seq in tails], self.pad_id
-        )
-        inputs: dict[str, torch.Tensor] = {"input_ids": tail_ids}
-        if any(any(row) for row in unseen):
-            assert noise is not None
-            slots, _ = self._left_pad([[int(u) for u in row] for row in unseen], 0)
-            embeds = self.model.get_input_embeddings()(tail_ids)
-            drawn = torch.randn(embeds.shape, generator=noise.generator) * noise.std
-            inputs = {"inputs_embeds": torch.where(slots.bool()[..., None], drawn, embeds)}
+        tails = [
+            self._ids(q + tail)
+            for (_, tail), item in zip(parts, items, strict=True)
+            for q in item.questions
+        ]
+        tail_ids, tail_mask = self._left_pad(tails, self.pad_id)
         cache = head.past_key_values
         cache.reorder_cache(owner)  # index_select on the batch: differentiable
         next_position = positions.amax(dim=(0, 2))[owner] + 1  # (rows,)
         tail_positions = next_position[:, None] + (tail_mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(
-            **inputs,
+            input_ids=tail_ids,
             attention_mask=torch.cat([head_mask[owner], tail_mask], dim=1),
             position_ids=tail_positions[None].expand(3, -1, -1),
             past_key_values=cache,
@@ -501,13 +445,12 @@ def step_losses(
     align_weight: float = 0.0,
     criteria_head: CriteriaHead | None = None,
     criteria_weight: float = 0.0,
-    noise: QuestionNoise | None = None,
 ) -> StepResult:
     """The answer loss (cross-entropy over the whole vocabulary, so P(Yes) itself is
     trained) plus the dense palette loss on the vision tokens, the colour-word
     alignment loss between the vision tokens and the colour words' embeddings, and
     the criteria read-out of the windows."""
-    logp, tokens = answerer.forward(items, noise)  # logp (rows, 2): log P(Yes), log P(No)
+    logp, tokens = answerer.forward(items)  # logp (rows, 2): log P(Yes), log P(No)
     yes = torch.tensor([a for item in items for a in item.answers])
     weights = torch.tensor(
         [w for item in items for w in (item.weights or (1.0,) * len(item.answers))]
@@ -738,9 +681,6 @@ def train(
     # not part of the saved model.
     head = palette_head_for(model, cfg.seed)
     align = ColorAlignHead.for_tokenizer(tokenizer) if cfg.align_weight > 0 else None
-    colour_ids = frozenset(ColorAlignHead.for_tokenizer(tokenizer).color_ids.tolist())
-    text_config = getattr(model.config, "text_config", model.config)
-    embed_std = float(getattr(text_config, "initializer_range", 0.02))
     criteria_head = (
         CriteriaHead(model.config.vision_config.out_hidden_size, cfg.data.families, cfg.seed)
         if cfg.criteria_weight > 0
@@ -776,15 +716,6 @@ def train(
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            noise = None
-            if cfg.unknown_word_rate > 0:
-                noise_seed = int(np.random.SeedSequence([cfg.seed, step, 5]).generate_state(1)[0])
-                noise = QuestionNoise(
-                    cfg.unknown_word_rate,
-                    embed_std,
-                    colour_ids,
-                    torch.Generator().manual_seed(noise_seed),
-                )
             result = step_losses(
                 answerer,
                 items,
@@ -794,7 +725,6 @@ def train(
                 cfg.align_weight,
                 criteria_head,
                 cfg.criteria_weight,
-                noise,
             )
             optimizer.zero_grad(set_to_none=True)
             result.loss.backward()
