@@ -62,19 +62,17 @@ def test_one_step_prediction_is_the_schedulers_step_from_t1_to_clean(family) -> 
     assert not torch.equal(prediction, noise)
 
 
-def test_sampler_matches_wan_pipeline_latents() -> None:
-    reasoner = _build(TINY_T2V)
-    cond, noise, _ = _inputs(reasoner)
-    ours = reasoner.predict_latent(noise, cond, grad="last").detach()
-
-    pipe = WanPipeline(
+def _diffusers_latents(pipeline_class, reasoner, cond, noise, expand=False, **call) -> torch.Tensor:
+    """The latents diffusers' own pipeline samples from the same model, noise and prompt."""
+    pipe = pipeline_class(
         tokenizer=reasoner.tokenizer,
         text_encoder=reasoner.text_encoder,
         vae=reasoner.vae,
         transformer=reasoner.transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        **({"expand_timesteps": True} if expand else {}),
     )
-    theirs = pipe(
+    return pipe(
         prompt_embeds=cond.prompt_embeds,
         latents=noise.clone(),
         height=32,
@@ -83,7 +81,15 @@ def test_sampler_matches_wan_pipeline_latents() -> None:
         num_inference_steps=3,
         guidance_scale=1.0,
         output_type="latent",
+        **call,
     ).frames
+
+
+def test_sampler_matches_wan_pipeline_latents() -> None:
+    reasoner = _build(TINY_T2V)
+    cond, noise, _ = _inputs(reasoner)
+    ours = reasoner.predict_latent(noise, cond, grad="last").detach()
+    theirs = _diffusers_latents(WanPipeline, reasoner, cond, noise)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
 
 
@@ -91,26 +97,9 @@ def test_ti2v_sampler_matches_wan_image_to_video_pipeline_with_expand_timesteps(
     reasoner = _build(TINY_TI2V)
     cond, noise, image = _inputs(reasoner)
     ours = reasoner.predict_latent(noise, cond, grad="last").detach()
-
-    pipe = WanImageToVideoPipeline(
-        tokenizer=reasoner.tokenizer,
-        text_encoder=reasoner.text_encoder,
-        vae=reasoner.vae,
-        transformer=reasoner.transformer,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
-        expand_timesteps=True,
+    theirs = _diffusers_latents(
+        WanImageToVideoPipeline, reasoner, cond, noise, expand=True, image=image[None]
     )
-    theirs = pipe(
-        image=image[None],
-        prompt_embeds=cond.prompt_embeds,
-        latents=noise.clone(),
-        height=32,
-        width=32,
-        num_frames=9,
-        num_inference_steps=3,
-        guidance_scale=1.0,
-        output_type="latent",
-    ).frames
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
 
 
@@ -121,25 +110,7 @@ def test_ti2v_without_an_image_matches_wan_pipeline_text_to_video() -> None:
     assert cond.image_latent is None
     noise = reasoner.initial_noise(torch.Generator().manual_seed(5))
     ours = reasoner.predict_latent(noise, cond, grad="last").detach()
-
-    pipe = WanPipeline(
-        tokenizer=reasoner.tokenizer,
-        text_encoder=reasoner.text_encoder,
-        vae=reasoner.vae,
-        transformer=reasoner.transformer,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
-        expand_timesteps=True,
-    )
-    theirs = pipe(
-        prompt_embeds=cond.prompt_embeds,
-        latents=noise.clone(),
-        height=32,
-        width=32,
-        num_frames=9,
-        num_inference_steps=3,
-        guidance_scale=1.0,
-        output_type="latent",
-    ).frames
+    theirs = _diffusers_latents(WanPipeline, reasoner, cond, noise, expand=True)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
     with_image, _, _ = _inputs(reasoner)
     assert not torch.allclose(ours, reasoner.predict_latent(noise, with_image, grad="last"))
