@@ -9,9 +9,13 @@ from typing import Any
 import pytest
 import torch
 from agent_support import SPEC, agent_config, drawn_task, reasoner, scorer
+from pydantic import BaseModel, Field
 from tiny_wan import one_torch_thread
 
-from tools.base import ToolError, ToolResult
+from agent.offline_reading import read_task, spec_for
+from evals.tasks import get_task
+from reasoner.spec import RewardSpec
+from tools.base import ToolError, ToolResult, without_generated_titles
 from tools.context import RunContext, ToolSettings
 from tools.registry import TOOLS, call_tool, tool_schemas
 
@@ -73,6 +77,81 @@ def test_every_tool_has_a_schema_a_model_can_follow() -> None:
         for field, prop in props.items():
             assert "description" in prop or "$ref" in prop or "anyOf" in prop, (name, field)
     assert "goal" in schemas["write_reward_spec"]["parameters"]["properties"]
+
+
+def _keys_outside_properties(node: Any) -> set[str]:
+    """Every schema keyword used in `node`, not counting field names or example data."""
+    if isinstance(node, list):
+        return set().union(*(_keys_outside_properties(n) for n in node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    keys: set[str] = set()
+    for key, value in node.items():
+        if key in ("properties", "$defs"):
+            keys |= set().union(*(_keys_outside_properties(v) for v in value.values()))
+        elif key not in ("examples", "default", "const", "enum"):
+            keys |= {key} | _keys_outside_properties(value)
+    return keys
+
+
+def test_the_spec_schema_is_sent_once_and_without_generated_titles() -> None:
+    """The tools fit a small context: revise_reward_spec refers to write_reward_spec's schema."""
+    schemas = {s["function"]["name"]: s["function"]["parameters"] for s in tool_schemas()}
+    full, outline = schemas["write_reward_spec"], schemas["revise_reward_spec"]
+    kinds = {
+        v["properties"]["kind"]["const"]
+        for v in full["$defs"].values()
+        if "kind" in v.get("properties", {}) and "const" in v["properties"]["kind"]
+    }
+    assert {"stays_one_blob", "one_moves_at_a_time", "reach_by_end"} <= kinds
+    assert "$defs" not in outline and "$ref" not in json.dumps(outline)
+    assert outline["properties"].keys() == full["properties"].keys()
+    assert outline["required"] == full["required"]
+    assert "write_reward_spec" in outline["properties"]["checks"]["items"]["description"]
+    # Field descriptions stay; the titles pydantic derives from the names go.
+    assert outline["properties"]["lam"]["description"] == full["properties"]["lam"]["description"]
+    assert all("title" not in _keys_outside_properties(p) for p in schemas.values())
+    # Was 60.7k characters with the spec twice and titles; a 16k-token context must hold
+    # these, the prompt and the frames.
+    assert len(json.dumps(tool_schemas())) < 36_000
+
+
+def test_schemas_accept_a_real_spec_and_revise_still_validates_it_fully(tmp_path: Path) -> None:
+    jsonschema = __import__("jsonschema")
+    schemas = {s["function"]["name"]: s["function"]["parameters"] for s in tool_schemas()}
+    for family in ("maze", "pairs", "recolor"):
+        task = get_task(f"mini/{family}/2000000", num_frames=9)
+        written = spec_for(read_task(task.instruction, task.first_frame))
+        # The canonical form: the offline teacher uses shorthands (window "last") that
+        # the model accepts but the schema does not advertise.
+        spec = RewardSpec.model_validate(written).model_dump(mode="json")
+        jsonschema.validate(spec, schemas["write_reward_spec"])
+        jsonschema.validate(spec, schemas["revise_reward_spec"])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**spec, "colour": "red"}, schemas["revise_reward_spec"])
+    # The outline lets a wrong check through; the tool's full model does not.
+    bad = {**SPEC, "version": 2, "checks": [{"kind": "stays_whole", "objects": {}}]}
+    jsonschema.validate(bad, schemas["revise_reward_spec"])
+    ctx = context(tmp_path)
+    state: dict[str, Any] = {}
+    run(ctx, "write_reward_spec", SPEC, state)
+    with pytest.raises(ToolError, match="stays_whole"):
+        run(ctx, "revise_reward_spec", bad, state)
+
+
+def test_generated_titles_go_but_a_field_called_title_stays() -> None:
+    class Card(BaseModel):
+        title: str = Field(description="The card's title.", examples=[{"title": "kept"}])
+        body: str
+
+    schema = without_generated_titles(Card.model_json_schema())
+    assert set(schema["properties"]) == {"title", "body"}
+    assert schema["properties"]["title"] == {
+        "description": "The card's title.",
+        "examples": [{"title": "kept"}],
+        "type": "string",
+    }
+    assert "title" not in schema and "title" not in schema["properties"]["body"]
 
 
 def test_argument_mistakes_are_tool_errors_that_say_what_to_change(tmp_path: Path) -> None:

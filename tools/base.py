@@ -73,15 +73,74 @@ class Tool:
         raise NotImplementedError
 
     @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        """The JSON schema of the arguments, as the teacher reads it."""
+        return without_generated_titles(cls.Args.model_json_schema())
+
+    @classmethod
     def schema(cls) -> dict[str, Any]:
         """The OpenAI `tools=` entry: a function with a JSON-schema for its arguments."""
-        parameters = cls.Args.model_json_schema()
-        parameters.pop("title", None)
         return {
             "type": "function",
             "function": {
                 "name": cls.name,
                 "description": cls.description,
-                "parameters": parameters,
+                "parameters": cls.parameters(),
             },
         }
+
+
+# Keys whose values are data (instances, literals), not schemas: never rewritten.
+_DATA_KEYS = frozenset({"examples", "default", "const", "enum"})
+
+
+def without_generated_titles(schema: Any) -> Any:
+    """`schema` without the `title` pydantic derives from every model and field name.
+
+    The tool schemas are rendered into every teacher prompt, and these titles only
+    repeat the names beside them (about 6 % of the spec's schema). A field that is
+    itself called `title` is kept: under `properties` the keys are field names.
+    """
+    if isinstance(schema, list):
+        return [without_generated_titles(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("properties", "$defs", "patternProperties"):
+            out[key] = {name: without_generated_titles(sub) for name, sub in value.items()}
+        elif key in _DATA_KEYS:
+            out[key] = value
+        elif key == "title" and isinstance(value, str):
+            continue
+        else:
+            out[key] = without_generated_titles(value)
+    return out
+
+
+def outline_referring_to(schema: dict[str, Any], tool_name: str) -> dict[str, Any]:
+    """`schema` with its top-level fields kept and every nested model left as `object`.
+
+    For a tool whose arguments are another tool's (revise_reward_spec takes the same
+    spec as write_reward_spec): the full spec schema is ~14k characters, and sending
+    it twice put ~28k characters of JSON in every teacher prompt, more than a
+    16k-token context holds. The teacher reads the full form once, under `tool_name`;
+    the arguments are still validated against the full model when the tool is called.
+    """
+
+    def outline(node: Any) -> Any:
+        if isinstance(node, list):
+            return [outline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node or "oneOf" in node:
+            described = node.get("description", "").strip()
+            note = f"Same format as in {tool_name}."
+            return {"type": "object", "description": f"{described} {note}".strip()}
+        return {
+            key: value if key in _DATA_KEYS else outline(value)
+            for key, value in node.items()
+            if key != "$defs"
+        }
+
+    return outline(schema)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from reasoner.spec import RewardSpec
-from tools.base import Tool, ToolError, ToolResult
+from tools.base import Tool, ToolError, ToolResult, outline_referring_to
 from tools.context import RunContext
 from tools.write_reward_spec import adopt_spec
 
@@ -17,6 +19,11 @@ class ReviseRewardSpec(Tool):
         "question being satisfied in letter but not in intent."
     )
     Args = RewardSpec
+
+    @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        # The spec's full schema is write_reward_spec's; one copy per prompt is enough.
+        return outline_referring_to(super().parameters(), "write_reward_spec")
 
     def run(self, ctx: RunContext, args: RewardSpec) -> ToolResult:
         if not ctx.specs:
