@@ -150,6 +150,12 @@ class AgentConfig(BaseModel):
     budgets: BudgetConfig = Field(default_factory=BudgetConfig, description="Run limits.")
     tools: ToolsConfig = Field(default_factory=ToolsConfig, description="Tool limits.")
     out_dir: str = Field(default="runs", description="Folder that receives one folder per run.")
+    keep_session_states: bool = Field(
+        default=True,
+        description="Keep the last LoRA and optimizer states (session/*.pt, ~8 MB with the "
+        "mini model, more with a real one) once a run has finished. false: delete them then, "
+        "for large batches; the video, trace and summary stay, the LoRA is gone.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> AgentConfig:

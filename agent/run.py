@@ -160,6 +160,7 @@ class AgentSession:
             self.trace.truncate(0)
             run_input = {"task": self._input()}
         elif snapshot.values.get("result"):
+            self._drop_session_states()
             return None  # finished earlier
         else:
             # Unfinished. `next` may be empty: a step that completed just before a
@@ -176,7 +177,20 @@ class AgentSession:
             run_input, self.graph_config, stream_mode="updates", durability="sync"
         ):
             pass
+        if self.finished:
+            self._drop_session_states()
         return self.pending_interrupt()
+
+    def _drop_session_states(self) -> None:
+        """With `keep_session_states: false`, a finished run's LoRA states are deleted.
+
+        Nothing reads them after the end: a resumed finished run only reports.
+        """
+        if self.config.keep_session_states:
+            return
+        # `*.pt.tmp`: a write a kill interrupted, never renamed into place.
+        for state_file in (self.run_dir / "session").glob("burst-*.pt*"):
+            state_file.unlink(missing_ok=True)
 
     def outcome(self) -> RunOutcome:
         values = dict(self.graph.get_state(self.graph_config).values)

@@ -217,3 +217,28 @@ def test_only_the_last_two_burst_states_are_kept(tmp_path: Path) -> None:
     kept = sorted(p.name for p in (tmp_path / "run" / "session").iterdir())
     assert kept == ["burst-0003.pt", "burst-0004.pt"]
     assert outcome.state["session_file"] == "session/burst-0004.pt"
+
+
+def test_a_finished_run_can_drop_its_session_states(tmp_path: Path) -> None:
+    """keep_session_states: false deletes the LoRA states at the end, not before."""
+    config = agent_config(budgets={"max_lora_steps": 4}).model_copy(
+        update={"keep_session_states": False}
+    )
+    script = [call("write_reward_spec", SPEC)] + [call("optimize", {"steps": 2})] * 2
+    script.append(call("finish", {"decision": "accept", "reason": "enough"}))
+    with ScriptedServer(script) as server:
+        outcome = run_scripted(server.base_url, tmp_path / "run", config)
+        assert_complete_trace(outcome)
+        assert outcome.state["lora_steps"] == 4
+        assert list((tmp_path / "run" / "session").iterdir()) == []
+        assert (outcome.run_dir / outcome.result["video"]).is_file()
+        # A resumed finished run reports without the states.
+        again = run_scripted(server.base_url, tmp_path / "run", config)
+    assert again.result == outcome.result
+    assert len(server.requests) == 4
+    # A state written after the end (an older run resumed under the new setting) goes too.
+    stale = tmp_path / "run" / "session" / "burst-0009.pt.tmp"
+    stale.write_bytes(b"x")
+    with ScriptedServer([]) as server:
+        run_scripted(server.base_url, tmp_path / "run", config)
+    assert not stale.exists()

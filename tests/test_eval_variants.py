@@ -66,10 +66,16 @@ def _one_thread():
     yield from one_torch_thread()
 
 
-def write_eval(folder: Path, variants: dict[str, Any], **eval_section: Any) -> Path:
+def write_eval(
+    folder: Path,
+    variants: dict[str, Any],
+    agent_overrides: dict[str, Any] | None = None,
+    **eval_section: Any,
+) -> Path:
     (folder / "agent.yaml").write_text(yaml.safe_dump(AGENT))
     config = {
         "agent": "agent.yaml",
+        "agent_overrides": agent_overrides or {},
         "variants": variants,
         "eval": {"suite": "mini:test", "methods": ["base"], **eval_section},
     }
@@ -289,3 +295,31 @@ def test_a_fixed_lam_replaces_the_teachers_and_refuses_a_spec_with_nothing_to_op
         for lam in (0.0, 1.0)
     }
     assert weights == {0.0: [0.0, 1.0], 1.0: [1.0, 0.0]}
+
+
+def test_file_wide_agent_overrides_reach_every_method_under_the_variants_own(
+    tmp_path: Path,
+) -> None:
+    overrides = {"keep_session_states": False, "budgets": {"max_lora_steps": 3}}
+    one_step = {"method": "teacher", "agent": {"budgets": {"max_lora_steps": 1}}}
+    path = write_eval(tmp_path, {**VARIANTS, "teacher_one": one_step}, overrides)
+    prepared = prepare_eval(path, {})
+    names = ["teacher", "teacher_checks", "teacher_one"]
+    built = {
+        name: factory()
+        for name, factory in method_factories(
+            names, prepared.agent_path, prepared.file, prepared.teacher_kind
+        ).items()
+    }
+    configs = {name: method.config for name, method in built.items()}
+    assert all(not c.keep_session_states for c in configs.values())
+    # The file's step budget, except where a variant sets its own; the rest stays.
+    assert [configs[n].budgets.max_lora_steps for n in names] == [3, 3, 1]
+    assert configs["teacher_checks"].scorer.include == "checks"
+    assert configs["teacher"].budgets.max_turns == 10
+    for bad, message in [
+        ({"reasoner": {"lora": {"rank": 8}}}, "agent_overrides sets reasoner"),
+        ({"budgets": {"max_lora_step": 3}}, "max_lora_step"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            prepare_eval(write_eval(tmp_path, VARIANTS, bad), {"methods": ["teacher"]})

@@ -27,6 +27,8 @@ Overrides are deep-merged into the agent config and validated there. The video
 model and the VQA scorer are built once per worker process and shared by every
 method, so a variant may change only the light parts (teacher policy, scorer
 `include`, tto, budgets, tools), never `reasoner` or the scorer's model.
+`agent_overrides:` applies such overrides to every method of the file, under
+each variant's own (e.g. `{keep_session_states: false}` for a large batch).
 """
 
 from __future__ import annotations
@@ -140,6 +142,12 @@ class EvalFileConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agent: str = Field(description="Agent config YAML the methods are built from (relative path).")
+    agent_overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Agent-config overrides for every method of the batch, under each "
+        "variant's own (e.g. {keep_session_states: false}); not `reasoner` or the scorer's "
+        "model, which the agent file sets.",
+    )
     methods: MethodOptions = Field(default_factory=MethodOptions, description="Method options.")
     variants: dict[str, VariantConfig] = Field(
         default_factory=dict, description="Named method variants, usable in eval.methods."
@@ -218,7 +226,7 @@ def resolve_method(
     `best_of_n_n` sets `best_of_n.n` (how the experiment fills in 'matched').
     Raises `ConfigError` naming the variant and what to change.
     """
-    from agent.config import load_agent_config
+    from agent.config import deep_merge, load_agent_config
 
     options = file.methods.model_dump()
     variant = file.variants.get(name)
@@ -226,8 +234,14 @@ def resolve_method(
         known = [*METHOD_NAMES, *file.variants]
         raise ConfigError(f"unknown methods [{name!r}]; choose from {', '.join(known)}")
     kind: MethodKind = variant.method if variant is not None else name  # type: ignore[assignment]
-    patch: dict[str, Any] = {}
     label = f"method {name!r}"
+    touched = _shared_keys_touched(file.agent_overrides)
+    if touched:
+        raise ConfigError(
+            f"agent_overrides sets {', '.join(touched)}: the video model and the VQA scorer "
+            "are built once per worker from the agent file. Set them in the agent file."
+        )
+    patch: dict[str, Any] = dict(file.agent_overrides)
     if variant is not None:
         label = f"variant {name!r} (method {kind})"
         touched = _shared_keys_touched(variant.agent)
@@ -237,7 +251,7 @@ def resolve_method(
                 "are built once per worker and shared by every method. Use a separate eval "
                 "config whose agent file sets them."
             )
-        patch = variant.agent
+        patch = deep_merge(patch, variant.agent)
         for section in ("best_of_n", "solver"):
             given = getattr(variant, section)
             if given is not None:
@@ -246,12 +260,12 @@ def resolve_method(
             options = MethodOptions.model_validate(options).model_dump()
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, f"{label} options")) from None
-        if patch:
-            # Validates the merged config now, in the driver: a bad key fails here.
-            config = load_agent_config(
-                agent_path, patch=patch, where=f"{label} (agent {agent_path.name} + overrides)"
-            )
-            teacher_kind = config.teacher.kind
+    if patch:
+        # Validates the merged config now, in the driver: a bad key fails here.
+        config = load_agent_config(
+            agent_path, patch=patch, where=f"{label} (agent {agent_path.name} + overrides)"
+        )
+        teacher_kind = config.teacher.kind
     if best_of_n_n is not None:
         options["best_of_n"]["n"] = best_of_n_n
     if kind == "best_of_n" and options["best_of_n"]["n"] == "matched":
