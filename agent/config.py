@@ -219,30 +219,47 @@ def agent_config_from_dict(
         raise ConfigError(format_validation_error(error, where)) from None
 
 
-def read_agent_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The mapping of one agent YAML, laid over the file its `extends:` names.
+def read_yaml_with_extends(
+    path: Path,
+    what: str,
+    relative_keys: tuple[str, ...],
+    chain: tuple[Path, ...] = (),
+) -> dict[str, Any]:
+    """The mapping of one config YAML, laid over the file its `extends:` names.
 
     `extends` is a path relative to the file that holds it; that file's own
-    sections come first and this one's are deep-merged over them. A string
-    `reasoner` is resolved against the directory of the file that names it, so
-    a file may extend one in another folder.
+    sections come first and this one's are deep-merged over them. A string under
+    one of `relative_keys` is a path, resolved against the directory of the
+    file that names it, so a file may extend one in another folder. `what`
+    names the kind of file in errors ("agent config", "eval config").
     """
     if not path.is_file():
-        raise ConfigError(f"agent config {path} does not exist; see configs/agent/ for examples")
+        raise ConfigError(f"{what} {path} does not exist")
     if path.resolve() in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
-        raise ConfigError(f"agent configs extend each other in a loop: {cycle}")
+        raise ConfigError(f"{what}s extend each other in a loop: {cycle}")
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a YAML mapping with teacher/reasoner/... sections")
-    if isinstance(data.get("reasoner"), str) and not Path(data["reasoner"]).is_absolute():
-        data["reasoner"] = str((path.parent / data["reasoner"]).absolute())
+        raise ConfigError(f"{path} must hold a YAML mapping of sections")
+    for key in relative_keys:
+        if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+            data[key] = str((path.parent / data[key]).absolute())
     parent = data.pop("extends", None)
     if parent is None:
         return data
     if not isinstance(parent, str):
-        raise ConfigError(f"{path}: extends must be the path of another agent YAML")
-    return deep_merge(read_agent_yaml(path.parent / parent, (*chain, path.resolve())), data)
+        raise ConfigError(f"{path}: extends must be the path of another {what} YAML")
+    inherited = read_yaml_with_extends(
+        path.parent / parent, what, relative_keys, (*chain, path.resolve())
+    )
+    return deep_merge(inherited, data)
+
+
+def read_agent_yaml(path: Path) -> dict[str, Any]:
+    """One agent YAML with the ones it `extends` (see `read_yaml_with_extends`)."""
+    if not path.is_file():
+        raise ConfigError(f"agent config {path} does not exist; see configs/agent/ for examples")
+    return read_yaml_with_extends(path, "agent config", ("reasoner",))
 
 
 def load_agent_config(

@@ -323,3 +323,37 @@ def test_file_wide_agent_overrides_reach_every_method_under_the_variants_own(
     ]:
         with pytest.raises(ConfigError, match=message):
             prepare_eval(write_eval(tmp_path, VARIANTS, bad), {"methods": ["teacher"]})
+
+
+def test_an_eval_file_extends_another_from_any_folder(tmp_path: Path) -> None:
+    """Sections merge key by key, lists replace, and `agent:` stays relative to its file."""
+    write_eval(tmp_path, VARIANTS, {"keep_session_states": False}, limit=4)
+    child_dir = tmp_path / "sub"
+    child_dir.mkdir()
+    child = child_dir / "child.yaml"
+    child.write_text(
+        yaml.safe_dump(
+            {
+                "extends": "../eval.yaml",
+                "variants": {"best_of_2": {"method": "best_of_n", "best_of_n": {"n": 2}}},
+                "eval": {"methods": ["teacher", "best_of_2"]},
+            }
+        )
+    )
+    prepared = prepare_eval(child, {})
+    assert prepared.agent_path == (tmp_path / "agent.yaml").resolve()
+    assert set(prepared.file.variants) == {*VARIANTS, "best_of_2"}
+    assert prepared.eval.methods == ["teacher", "best_of_2"]
+    assert (prepared.eval.limit, prepared.eval.suite) == (4, "mini:test")
+    assert prepared.file.agent_overrides == {"keep_session_states": False}
+    # Loops and bad values say what to change.
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="eval configs extend each other in a loop"):
+        prepare_eval(tmp_path / "a.yaml", {})
+    (tmp_path / "c.yaml").write_text("extends: [eval.yaml]\n")
+    with pytest.raises(ConfigError, match="extends must be the path of another eval config"):
+        prepare_eval(tmp_path / "c.yaml", {})
+    (tmp_path / "d.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml does not exist"):
+        prepare_eval(tmp_path / "d.yaml", {})

@@ -229,3 +229,25 @@ def test_the_shipped_experiment_config_resolves_every_method(tmp_path: Path) -> 
     )
     assert factories["best_of_matched"].options["best_of_n"]["n"] == 7
     assert factories["teacher_fixed10"].agent_patch["budgets"] == {"max_lora_steps": 10}
+
+
+def test_the_vqa_experiment_extends_the_main_one_and_runs_its_own_tables() -> None:
+    from agent.commands.eval import prepare_eval
+
+    configs = Path(__file__).parents[1] / "configs"
+    prepared = prepare_eval(configs / "eval" / "mini-experiment-vqa.yaml", {})
+    plan, file = prepared.file.experiment, prepared.file
+    assert prepared.agent_path == (configs / "agent" / "mini-vqa.yaml").resolve()
+    assert plan is not None and plan.per_family == 50 and plan.max_matched_n == 64
+    assert set(plan.phase1_methods()) == {
+        "base",
+        "best_of_5",
+        "teacher",
+        "teacher_vqa",
+        "teacher_checks",
+    }
+    # Inherited from mini-experiment.yaml: the baselines and the file-wide overrides.
+    assert file.variants["best_of_5"].best_of_n == {"n": 5}
+    assert file.agent_overrides == {"keep_session_states": False}
+    assert file.variants["teacher_vqa"].agent == {"scorer": {"include": "queries"}}
+    assert (prepared.eval.out, prepared.eval.suite) == ("runs/experiment-mini-vqa", "mini:test")

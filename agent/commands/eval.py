@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evals.batch.config import EvalConfig
@@ -174,20 +173,18 @@ class EvalFileConfig(BaseModel):
 
 
 def load_eval_file(path: Path) -> tuple[EvalFileConfig, Path]:
-    """The eval YAML and the absolute path of the agent config it names."""
+    """The eval YAML (laid over the one its `extends:` names) and its agent config's path."""
+    from agent.config import read_yaml_with_extends
+
     if not path.is_file():
         raise ConfigError(f"eval config {path} does not exist; see configs/eval/ for examples")
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a YAML mapping with `agent:` and `eval:` sections")
+    # `agent:` is relative to the file that names it, also when another file extends it.
+    data = read_yaml_with_extends(path, "eval config", ("agent",))
     try:
         config = EvalFileConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, str(path))) from None
-    agent_path = Path(config.agent)
-    if not agent_path.is_absolute():
-        agent_path = (path.parent / agent_path).resolve()
-    return config, agent_path
+    return config, Path(config.agent).resolve()
 
 
 @dataclass(frozen=True)
