@@ -325,7 +325,7 @@ def _pairs(r: Reading) -> dict[str, Any]:
         "goal": {
             "text": f"At the end, is the {a} square on the {a} target and the {b} square on the "
             f"{b} target?",
-            "window": "last",
+            "window": {"kind": "last"},
         },
         "process": [
             {"text": "Does only one square move at a time?"},
@@ -345,7 +345,7 @@ def _recolor(r: Reading) -> dict[str, Any]:
             "role": "goal",
             "object": _mask(src),
             "count": 0,
-            "window": "last",
+            "window": {"kind": "last"},
         }
     ]
     # Every source square turns into one more square of the new colour.
@@ -358,7 +358,7 @@ def _recolor(r: Reading) -> dict[str, Any]:
                 "role": "goal",
                 "object": _mask(new),
                 "count": min(expected, 32),
-                "window": "last",
+                "window": {"kind": "last"},
             }
         )
     # The checker wants every square wholly one colour in every frame, the frame of
@@ -385,7 +385,7 @@ def _recolor(r: Reading) -> dict[str, Any]:
         "rationale": f"Every {src} square becomes {new}; all other squares stay as they are.",
         "goal": {
             "text": f"At the end of the video, are all the squares that were {src} now {new}?",
-            "window": "last",
+            "window": {"kind": "last"},
         },
         "process": [
             {"text": "Do all the squares stay in place with their size unchanged?"},
