@@ -182,17 +182,39 @@ def _as_teacher_error(err: BaseException | None, attempts: int) -> TeacherError:
     if isinstance(err, openai.APIConnectionError):
         return TeacherError("unreachable", f"teacher unreachable ({attempts} attempts): {err}")
     if isinstance(err, openai.APIStatusError):
-        hint = ""
-        if err.status_code == 401:
-            hint = " (check teacher.api_key_env names a variable holding a valid key)"
-        elif err.status_code == 404:
-            hint = " (check teacher.base_url ends in /v1 and teacher.model is served)"
+        hint = _status_hint(err.status_code, err.message)
         return TeacherError(
             "http_status",
             f"teacher endpoint answered HTTP {err.status_code} ({attempts} attempts): "
             f"{_short(err.message)}{hint}",
         )
     return TeacherError("unreachable", f"teacher call failed: {err!r}")
+
+
+def _status_hint(status: int, message: str) -> str:
+    """What to change for the HTTP errors a misfit between config and server gives."""
+    text = message.lower()
+    if status == 401:
+        return " (check teacher.api_key_env names a variable holding a valid key)"
+    if status == 404:
+        return " (check teacher.base_url ends in /v1 and teacher.model is served)"
+    if status != 400:
+        return ""
+    # vLLM's wordings: "maximum context length is N tokens" and, for images,
+    # "At most N image(s) may be provided in one request" or "... in
+    # `--limit-mm-per-prompt`, but passed M image items in the same prompt".
+    if "context length" in text:
+        return (
+            " (the conversation outgrew the served context: serve with a larger "
+            "--max-model-len, or lower teacher.max_tokens, teacher.max_images or "
+            "budgets.max_turns)"
+        )
+    if "image(s) may be provided" in text or "limit-mm-per-prompt" in text:
+        return (
+            " (set teacher.max_images to at most the server's --limit-mm-per-prompt "
+            "image count, or serve with a higher one)"
+        )
+    return ""
 
 
 def _short(text: str, n: int = 300) -> str:

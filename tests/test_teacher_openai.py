@@ -142,6 +142,32 @@ def test_client_errors_are_not_retried() -> None:
         make_teacher(server.base_url).reply(USER, [], budget_s=5)
 
 
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        (
+            "This model's maximum context length is 16384 tokens. However, you requested "
+            "18002 tokens (15954 in the messages, 2048 in the completion).",
+            "--max-model-len",
+        ),
+        ("At most 8 image(s) may be provided in one request.", "teacher.max_images"),
+        (
+            "You set image=8 (or defaulted to 1) in `--limit-mm-per-prompt`, but passed 9 "
+            "image items in the same prompt.",
+            "teacher.max_images",
+        ),
+    ],
+)
+def test_a_request_the_server_cannot_take_says_which_setting_to_change(
+    message: str, hint: str
+) -> None:
+    with ScriptedServer([Status(400, message)]) as server, pytest.raises(TeacherError) as err:
+        make_teacher(server.base_url).reply(USER, [], budget_s=5)
+    assert err.value.kind == "http_status"
+    assert hint in str(err.value)
+    assert len(server.requests) == 1
+
+
 def test_connection_refused_is_unreachable() -> None:
     with ScriptedServer() as server:
         url = server.base_url  # the port is closed once the server stops
