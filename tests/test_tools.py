@@ -15,7 +15,12 @@ from tiny_wan import one_torch_thread
 from agent.offline_reading import read_task, spec_for
 from evals.tasks import get_task
 from reasoner.spec import RewardSpec
-from tools.base import ToolError, ToolResult, without_generated_titles
+from tools.base import (
+    ToolError,
+    ToolResult,
+    with_shared_fields_described_once,
+    without_generated_titles,
+)
 from tools.context import RunContext, ToolSettings
 from tools.registry import TOOLS, call_tool, tool_schemas
 
@@ -113,7 +118,47 @@ def test_the_spec_schema_is_sent_once_and_without_generated_titles() -> None:
     assert all("title" not in _keys_outside_properties(p) for p in schemas.values())
     # Was 60.7k characters with the spec twice and titles; a 16k-token context must hold
     # these, the prompt and the frames.
-    assert len(json.dumps(tool_schemas())) < 36_000
+    assert len(json.dumps(tool_schemas())) < 30_000
+
+
+def test_the_fields_every_check_kind_shares_are_described_once() -> None:
+    full = {s["function"]["name"]: s["function"]["parameters"] for s in tool_schemas()}[
+        "write_reward_spec"
+    ]
+    text = json.dumps(full)
+    checks = [d for d in full["$defs"].values() if "role" in d.get("properties", {})]
+    assert len(checks) == 11
+    for field in ("name", "role", "weight"):
+        described = RewardSpec.model_json_schema()["$defs"]["StaysOneBlob"]["properties"][field]
+        assert text.count(json.dumps(described["description"])[1:-1].rstrip(".")) == 1
+        assert f"`{field}`" in full["properties"]["checks"]["description"]
+        assert all("description" not in d["properties"][field] for d in checks)
+    # A check's own fields keep their descriptions.
+    assert "description" in full["$defs"]["StaysOneBlob"]["properties"]["size_tolerance"]
+
+
+def test_a_shared_field_described_differently_keeps_its_descriptions() -> None:
+    class Cat(BaseModel):
+        name: str = Field(description="Its name.")
+        age: int = Field(description="Years.")
+
+    class Dog(BaseModel):
+        name: str = Field(description="Its name.")
+        age: int = Field(description="Dog years.")
+
+    class Pets(BaseModel):
+        pets: list[Cat | Dog] = Field(description="The pets.")
+
+    out = with_shared_fields_described_once(Pets.model_json_schema(), "pets", ("name", "age"))
+    assert out["properties"]["pets"]["description"] == (
+        "The pets. Every kind also takes `name`: Its name."
+    )
+    assert [d["properties"]["age"]["description"] for d in out["$defs"].values()] == [
+        "Years.",
+        "Dog years.",
+    ]
+    assert all("description" not in d["properties"]["name"] for d in out["$defs"].values())
+    assert "description" in Pets.model_json_schema()["$defs"]["Cat"]["properties"]["name"]
 
 
 def test_schemas_accept_a_real_spec_and_revise_still_validates_it_fully(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reasoner.spec import RewardSpec, SpecError, explain_validation_error
-from tools.base import Tool, ToolError, ToolResult
+from tools.base import Tool, ToolError, ToolResult, with_shared_fields_described_once
 from tools.context import RunContext
 
 
@@ -86,6 +86,12 @@ class WriteRewardSpec(Tool):
         "checks on colours and positions. Call once; use revise_reward_spec to change it."
     )
     Args = RewardSpec
+
+    @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        return with_shared_fields_described_once(
+            super().parameters(), "checks", ("name", "role", "weight")
+        )
 
     def run(self, ctx: RunContext, args: RewardSpec) -> ToolResult:
         if ctx.specs:
