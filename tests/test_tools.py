@@ -172,6 +172,7 @@ def test_schemas_accept_a_real_spec_and_revise_still_validates_it_fully(tmp_path
         jsonschema.validate(written, schemas["revise_reward_spec"])
         spec = RewardSpec.model_validate(written).model_dump(mode="json")
         jsonschema.validate(spec, schemas["write_reward_spec"])
+        jsonschema.validate(spec, schemas["revise_reward_spec"])
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**spec, "colour": "red"}, schemas["revise_reward_spec"])
     # The outline lets a wrong check through; the tool's full model does not.

@@ -133,10 +133,12 @@ def with_shared_fields_described_once(
     kinds = [
         d for d in out.get("$defs", {}).values() if set(fields) <= set(d.get("properties", {}))
     ]
+    if len(kinds) < 2:
+        return out
     notes = []
     for name in fields:
         texts = {k["properties"][name].get("description") for k in kinds}
-        if len(kinds) < 2 or len(texts) != 1 or None in texts:
+        if len(texts) != 1 or None in texts:
             continue
         for kind in kinds:
             del kind["properties"][name]["description"]
