@@ -129,18 +129,19 @@ def _check_lora_targets(transformer: nn.Module, targets: list[str]) -> None:
             )
 
 
-def _check_device(device: str) -> None:
+def check_device(
+    device: str, setting: str = "video_model.device", remedy: str = "set video_model.device: cpu"
+) -> torch.device:
+    """`device` as a torch device, if this machine has it; `setting` names where it was given."""
     try:
         parsed = torch.device(device)
     except RuntimeError:
         raise ConfigError(
-            f"video_model.device '{device}' is not a torch device; use 'cpu' or 'cuda'"
+            f"{setting} '{device}' is not a torch device; use 'cpu' or 'cuda'"
         ) from None
     if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"video_model.device is '{device}' but no CUDA GPU is visible; "
-            "set video_model.device: cpu"
-        )
+        raise ConfigError(f"{setting} is '{device}' but no CUDA GPU is visible; {remedy}")
+    return parsed
 
 
 def resolve(cfg: ReasonerConfig) -> ResolvedModel:
@@ -151,7 +152,7 @@ def resolve(cfg: ReasonerConfig) -> ResolvedModel:
         transformer_cfg, vae_cfg = dict(preset.transformer), preset.vae
     else:
         transformer_cfg, vae_cfg = _read_configs(vm.source)
-    _check_device(vm.device)
+    check_device(vm.device)
 
     transformer = _on_meta(WanTransformer3DModel, transformer_cfg)
     tcfg = transformer.config

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from agent.cli import app
 from evals.mini.paths import REPO_CONFIG
 from evals.mini.train_vgm import Trainer, VgmTrainConfig, emphasis_weights, read_sampler
 from evals.mini.vgm_data import (
@@ -19,6 +21,7 @@ from evals.mini.vgm_data import (
 from evals.mini.vgm_model import VgmArchitecture, batched_velocity
 from evals.tasks import FAMILIES, SPLITS, iter_split
 from reasoner.config import load_reasoner_config
+from reasoner.errors import ConfigError
 from reasoner.video_model import VideoReasoner
 
 TINY_ARCH = VgmArchitecture(
@@ -92,6 +95,24 @@ def test_bad_recipe_is_rejected() -> None:
         tiny_recipe(families=["navigate", "sudoku"])
     with pytest.raises(ValueError, match="extra"):
         VgmTrainConfig.model_validate({"flow_step": 3})
+
+
+def test_bad_device_is_rejected_before_anything_is_built(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--device 'gpu' is not a torch device"):
+        Trainer(tiny_recipe(), tmp_path / "work", device="gpu")
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without GPU")
+def test_cuda_without_gpu_says_to_train_on_the_cpu(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no CUDA GPU is visible; pass --device cpu"):
+        Trainer(tiny_recipe(), tmp_path / "work", device="cuda")
+    result = CliRunner().invoke(
+        app, ["train", "vgm", "--device", "cuda", "--work-dir", str(tmp_path / "cli")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "no CUDA GPU is visible" in result.output
+    assert not (tmp_path / "cli").exists()  # refused before the recipe ran
 
 
 def quiet_trainer(cfg: VgmTrainConfig, work_dir: Path) -> Trainer:

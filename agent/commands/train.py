@@ -24,9 +24,12 @@ def vgm(
     threads: Annotated[
         int, typer.Option(min=1, help="torch CPU threads (1 is faster on a busy machine).")
     ] = 2,
+    device: Annotated[
+        str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
+    ] = "cpu",
 ) -> None:
     """Train the mini video model by its documented recipe (docs/mini-models.md)."""
     from evals.mini.paths import MINI_VGM_DIR
     from evals.mini.train_vgm import main
 
-    main(out=out or MINI_VGM_DIR, work_dir=work_dir, config=config, threads=threads)
+    main(out=out or MINI_VGM_DIR, work_dir=work_dir, config=config, threads=threads, device=device)

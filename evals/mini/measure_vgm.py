@@ -178,14 +178,17 @@ def main(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+    device: Annotated[
+        str, typer.Option(help="Where the video model runs: 'cpu', or 'cuda' / 'cuda:N'.")
+    ] = "cpu",
 ) -> None:
     """Base success per family and the oracle pass@N curve of the mini VGM."""
     torch.set_num_threads(threads)
-    cfg = mini_reasoner_config()
+    data = mini_reasoner_config().model_dump()
     if model is not None:
-        data = cfg.model_dump()
         data["video_model"]["source"] = str(model)
-        cfg = ReasonerConfig.model_validate(data)
+    data["video_model"]["device"] = device
+    cfg = ReasonerConfig.model_validate(data)
     report = measure(cfg, per_family, samples, noise_seed)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,9 @@ Recipe (docs/mini-models.md explains the choices):
 
 Every random draw comes from a generator seeded by (seed, stage, step), and
 batches are a pure function of the step, so a run stopped at any point and
-resumed from its checkpoint ends with the same weights.
+resumed from its checkpoint ends with the same weights. The draws are made on
+the CPU and moved to the training device (`--device cuda` trains on a GPU), so
+a GPU run sees the same data and noise as a CPU run; only its float sums differ.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ from evals.mini.vgm_model import (
     save_model_folder,
 )
 from evals.tasks import FAMILIES
+from reasoner.errors import ConfigError
 from reasoner.flow import make_scheduler, sampler_sigmas
+from reasoner.loading import check_device
 
 # Offsets that keep the two stages' train seeds apart (the train split has 1e6 seeds).
 FLOW_FIRST_SEED = 0
@@ -220,11 +224,14 @@ class Trainer:
         checkpoint_every: int = 50,
         log: Callable[[str], None] = print,
         show_progress: bool = True,
+        device: str = "cpu",
     ) -> None:
         self.cfg = cfg
         self.work_dir = Path(work_dir)
-        # How the run executes, not what it computes: a run may resume with others.
+        # How the run executes, not what it computes: a run may resume with others
+        # (a checkpoint written on a GPU resumes on the CPU and the other way round).
         self.threads = threads
+        self.device = check_device(device, "--device", "pass --device cpu")
         self.checkpoint_every = checkpoint_every
         self.log = log
         self.show_progress = show_progress
@@ -235,6 +242,8 @@ class Trainer:
             cfg.architecture, self.tokenizer, cfg.seed
         )
         self.text_encoder.requires_grad_(cfg.train_text_encoder)
+        self.transformer.to(self.device)
+        self.text_encoder.to(self.device)
         # Everything the optimizer, the EMA and the checkpoints cover.
         self.trainable = torch.nn.ModuleDict(
             {"transformer": self.transformer, "text_encoder": self.text_encoder}
@@ -289,7 +298,7 @@ class Trainer:
         path = self._checkpoint_path()
         if not path.is_file():
             return None
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, map_location=self.device, weights_only=False)
         if state["config"] != self.cfg.model_dump():
             raise ValueError(
                 f"{path} was written by a different recipe; delete {self.work_dir} or pass "
@@ -324,6 +333,7 @@ class Trainer:
         sigmas = torch.rand(b, generator=gen).clamp_min(1e-3)
         sigmas[torch.rand(b, generator=gen) < cfg.sigma_one_share] = 1.0
         noise = torch.randn(x0.shape, generator=gen)
+        x0, sigmas, noise = (t.to(self.device) for t in (x0, sigmas, noise))
         s = sigmas.view(b, 1, 1, 1, 1)
         z = (1 - s) * x0 + s * noise
         v = batched_velocity(
@@ -366,14 +376,15 @@ class Trainer:
                 noise = torch.randn(batch.videos.shape, generator=_generator(cfg.seed, 2, chunk))
                 out = euler_sample(
                     self.transformer,
-                    noise,
+                    noise.to(self.device),
                     teacher_sigmas,
                     self._embed(batch.instructions),
-                    batch.videos[:, :, :1],
+                    batch.videos[:, :, :1].to(self.device),
                 )
                 instructions += batch.instructions
                 firsts.append(batch.videos[:, :, :1].to(torch.float16))
-                endpoints.append(out.to(torch.float16))
+                # The pairs stay on the CPU (and on disk): batches are moved as drawn.
+                endpoints.append(out.to("cpu", torch.float16))
                 bar.update(task, advance=1)
         pairs = {
             "instructions": instructions[: cfg.distill_pairs],
@@ -408,13 +419,14 @@ class Trainer:
         target = pairs["endpoints"][idx].float()
         first = pairs["first_frames"][idx].float()
         noise = self._pair_noise(idx, tuple(target.shape[1:]))
+        target, first, noise = (t.to(self.device) for t in (target, first, noise))
         levels = self.student_sigmas[:-1]  # the sampler's shifted levels, 1.0 first
         if len(levels) > 1:
             pick = torch.randint(1, len(levels), (cfg.batch_size,), generator=gen)
         else:
             pick = torch.zeros(cfg.batch_size, dtype=torch.long)
         pick[torch.rand(cfg.batch_size, generator=gen) < cfg.distill_sigma_one_share] = 0
-        sigmas = levels[pick]
+        sigmas = levels[pick].to(self.device)
         s = sigmas.view(-1, 1, 1, 1, 1)
         # The straight line from the noise to the teacher's endpoint: the path a
         # sampler whose every step predicts the endpoint walks.
@@ -501,7 +513,7 @@ class Trainer:
             # The checkpoint moves on to stage 2; keep stage 1's result, so that stage 2 can
             # be studied or redone without the hour of stage 1 again.
             self.work_dir.mkdir(parents=True, exist_ok=True)
-            torch.save(flow_ema, self.flow_ema_path())
+            torch.save({k: v.cpu() for k, v in flow_ema.items()}, self.flow_ema_path())
             stage, step, state = "distill", 0, None
             if cfg.distill_steps == 0:
                 self.trainable.load_state_dict(flow_ema)
@@ -527,7 +539,7 @@ class Trainer:
 
     def export(self, out_dir: Path) -> Path:
         """Write the diffusers model folder and `training.json` (recipe, losses, seconds)."""
-        self.trainable.eval()
+        self.trainable.eval().to("cpu")  # the folder loads on any machine
         save_model_folder(Path(out_dir), self.transformer, self.text_encoder, self.tokenizer)
         record = {
             "recipe": self.cfg.model_dump(),
@@ -552,9 +564,10 @@ def train_vgm(
     work_dir: Path = Path("runs/train_vgm"),
     threads: int = 2,
     show_progress: bool = True,
+    device: str = "cpu",
 ) -> Path:
     """Train by `cfg` (resuming from `work_dir`) and write the model folder to `out_dir`."""
-    trainer = Trainer(cfg, work_dir, threads=threads, show_progress=show_progress)
+    trainer = Trainer(cfg, work_dir, threads=threads, show_progress=show_progress, device=device)
     trainer.train()
     return trainer.export(out_dir)
 
@@ -576,13 +589,20 @@ def main(
     threads: Annotated[
         int, typer.Option(min=1, help="torch CPU threads (1 is faster on a busy machine).")
     ] = 2,
+    device: Annotated[
+        str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
+    ] = "cpu",
 ) -> None:
     """Train the mini video model by its documented recipe (resumes from --work-dir)."""
+    try:
+        check_device(device, "--device", "pass --device cpu")
+    except ConfigError as err:
+        raise typer.BadParameter(str(err), param_hint="'--device'") from None
     cfg = default_config()
     if config is not None:
         data = {**cfg.model_dump(), **(yaml.safe_load(config.read_text()) or {})}
         cfg = VgmTrainConfig.model_validate(data)
-    path = train_vgm(cfg, out, work_dir, threads=threads)
+    path = train_vgm(cfg, out, work_dir, threads=threads, device=device)
     typer.echo(f"wrote {path}")
 
 

@@ -111,8 +111,10 @@ def embed_prompts(
         return_attention_mask=True,
         return_tensors="pt",
     )
-    states = text_encoder(tokens.input_ids, tokens.attention_mask).last_hidden_state
-    return states * tokens.attention_mask.unsqueeze(-1).to(states.dtype)
+    device = text_encoder.device
+    mask = tokens.attention_mask.to(device)
+    states = text_encoder(tokens.input_ids.to(device), mask).last_hidden_state
+    return states * mask.unsqueeze(-1).to(states.dtype)
 
 
 @torch.no_grad()
@@ -145,7 +147,8 @@ def batched_velocity(
     per_frame = (height // patch_h) * (width // patch_w)
     model_input = torch.cat([first_frame.to(latents.dtype), latents[:, :, 1:]], dim=2)
     timestep = (sigmas.float() * NUM_TRAIN_TIMESTEPS)[:, None].expand(batch, frames * per_frame)
-    timestep = torch.cat([torch.zeros(batch, per_frame), timestep[:, per_frame:]], dim=1)
+    condition = torch.zeros(batch, per_frame, device=timestep.device)
+    timestep = torch.cat([condition, timestep[:, per_frame:]], dim=1)
     return transformer(
         hidden_states=model_input,
         timestep=timestep,
@@ -173,7 +176,7 @@ def euler_sample(
     """
     latents = noise
     for sigma, sigma_next in itertools.pairwise(sigmas):
-        level = torch.full((noise.shape[0],), sigma)
+        level = torch.full((noise.shape[0],), sigma, device=noise.device)
         v = batched_velocity(transformer, latents, level, prompt_embeds, first_frame)
         latents = latents + (sigma_next - sigma) * v
     return with_first_frame(latents, first_frame)
