@@ -31,6 +31,7 @@ from evals.mini.train_scorer import (
 )
 from evals.tasks import get_task, perturb
 from evals.tasks.palette import OBJECT_COLORS, rgb
+from reasoner.errors import ConfigError
 from reasoner.vlm_builders import TinyQwenVLConfig
 from reasoner.vqa import VQAScorer
 
@@ -267,6 +268,7 @@ def test_two_training_steps_change_the_weights_and_save_a_loadable_scorer(tmp_pa
     saved = json.loads((tmp_path / CARD_NAME).read_text())
     assert saved == json.loads(json.dumps(card))
     assert saved["recipe"]["steps"] == 2 and len(saved["history"]) == 1
+    assert saved["device"] == "cpu"
     evaluation = saved["evaluation"]
     assert evaluation["rows"] > 0 and 0.0 <= evaluation["accuracy"]["all"] <= 1.0
     assert set(evaluation["accuracy"]) >= {"family/navigate", "family/recolor", "role/goal"}
@@ -279,6 +281,15 @@ def test_training_is_reproducible(tmp_path: Path) -> None:
     a = load_file(tmp_path / "a" / "model.safetensors")
     b = load_file(tmp_path / "b" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_device_this_machine_lacks_is_refused_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--device 'gpu' is not a torch device"):
+        train(_tiny_config(steps=1), tmp_path / "a", progress=False, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"no CUDA GPU is visible; pass --device cpu"):
+            train(_tiny_config(steps=1), tmp_path / "a", progress=False, device="cuda")
+    assert not (tmp_path / "a").exists()
 
 
 def test_bad_recipes_are_rejected() -> None:

@@ -81,6 +81,8 @@ from evals.mini.scorer_data import (
     yes_rates,
 )
 from evals.tasks.palette import COLOR_NAMES, OBJECT_COLORS, PALETTE_RGB
+from reasoner.errors import ConfigError
+from reasoner.loading import check_device
 from reasoner.vlm_builders import TinyQwenVLConfig, build_tiny_qwen_vl
 from reasoner.vlm_preprocess import VisionPreprocessConfig, preprocess_video
 from reasoner.vqa import PROMPT_FORMATS, VQAScorer, VQAScorerConfig, _frame_times
@@ -273,6 +275,10 @@ class BatchedAnswerer:
             raise ValueError(f"answer {word!r} must be one token of the scorer's vocabulary")
         return int(ids[0])
 
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False).input_ids)
 
@@ -308,9 +314,9 @@ class BatchedAnswerer:
     def forward(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`logits`, and the vision tokens the language model read (tokens, hidden)."""
         vision = [preprocess_video(item.frames, self.preprocess) for item in items]
-        grids = torch.cat([v.grid_thw for v in vision])  # (items, 3)
+        grids = torch.cat([v.grid_thw for v in vision]).to(self.device)  # (items, 3)
         features = self.model.get_video_features(
-            torch.cat([v.pixel_values for v in vision]), grids, return_dict=True
+            torch.cat([v.pixel_values for v in vision]).to(self.device), grids, return_dict=True
         )
         parts = [
             self.prompt_parts(item, v.grid_thw[0]) for item, v in zip(items, vision, strict=True)
@@ -318,11 +324,12 @@ class BatchedAnswerer:
 
         # 1. The shared part of each window's prompt: header and video, once per window.
         head_ids, head_mask = self._left_pad([self._ids(h) for h, _ in parts], self.pad_id)
+        head_ids, head_mask = head_ids.to(self.device), head_mask.to(self.device)
         token_types = (head_ids == self.model.config.video_token_id).long() * _VIDEO_TOKEN_TYPE
         extra: dict[str, Any] = {}
         if self.family == "qwen2_5_vl":
             seconds = self.preprocess.temporal_patch_size / self.config.fps
-            extra["second_per_grid_ts"] = torch.full((len(items),), seconds)
+            extra["second_per_grid_ts"] = torch.full((len(items),), seconds, device=self.device)
         positions, _ = self.model.model.get_rope_index(
             head_ids,
             mm_token_type_ids=token_types,
@@ -342,13 +349,16 @@ class BatchedAnswerer:
         )
 
         # 2. Each question continues its window's cache.
-        owner = torch.tensor([i for i, item in enumerate(items) for _ in item.questions])
+        owner = torch.tensor(
+            [i for i, item in enumerate(items) for _ in item.questions], device=self.device
+        )
         tails = [
             self._ids(q + tail)
             for (_, tail), item in zip(parts, items, strict=True)
             for q in item.questions
         ]
         tail_ids, tail_mask = self._left_pad(tails, self.pad_id)
+        tail_ids, tail_mask = tail_ids.to(self.device), tail_mask.to(self.device)
         cache = head.past_key_values
         cache.reorder_cache(owner)  # index_select on the batch: differentiable
         next_position = positions.amax(dim=(0, 2))[owner] + 1  # (rows,)
@@ -451,9 +461,10 @@ def step_losses(
     alignment loss between the vision tokens and the colour words' embeddings, and
     the criteria read-out of the windows."""
     logp, tokens = answerer.forward(items)  # logp (rows, 2): log P(Yes), log P(No)
-    yes = torch.tensor([a for item in items for a in item.answers])
+    yes = torch.tensor([a for item in items for a in item.answers], device=logp.device)
     weights = torch.tensor(
-        [w for item in items for w in (item.weights or (1.0,) * len(item.answers))]
+        [w for item in items for w in (item.weights or (1.0,) * len(item.answers))],
+        device=logp.device,
     )
     nll = -torch.where(yes, logp[:, 0], logp[:, 1])
     loss = (weights * nll).sum() / weights.sum()
@@ -462,14 +473,14 @@ def step_losses(
     accuracy = {"all": float(correct.float().mean())}
     for role in sorted(set(roles) - {""}):
         accuracy[role] = float(correct[[r == role for r in roles]].float().mean())
-    palette = align = criteria = torch.zeros(())
+    palette = align = criteria = torch.zeros((), device=logp.device)
     if palette_head is not None or align_head is not None or criteria_head is not None:
         pre = answerer.preprocess
         per_item = [
             palette_targets(item.frames, pre.patch_size, pre.merge_size, pre.temporal_patch_size)
             for item in items
         ]
-        target = torch.cat(per_item)
+        target = torch.cat(per_item).to(logp.device)
         if palette_head is not None:
             logits = palette_head(tokens).view(target.shape)
             palette = -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
@@ -578,10 +589,11 @@ class CriteriaHead(torch.nn.Module):
                 if met is not None:
                     logits.append(row[start + k])
                     targets.append(float(met))
+        device = self.linear.weight.device
         if not logits:
-            return torch.zeros(())
+            return torch.zeros((), device=device)
         return torch.nn.functional.binary_cross_entropy_with_logits(
-            torch.stack(logits), torch.tensor(targets)
+            torch.stack(logits), torch.tensor(targets, device=device)
         )
 
 
@@ -669,20 +681,28 @@ def train(
     sampler: VideoSampler | None = None,
     evaluate_after: bool = True,
     progress: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Train, save to ``out_dir`` (model + tokenizer + card) and return the card."""
+    """Train, save to ``out_dir`` (model + tokenizer + card) and return the card.
+
+    ``device`` is where the scorer trains ('cuda' for a GPU); the data are drawn
+    and rendered on the CPU either way, so a GPU run sees the same examples.
+    """
+    where = check_device(device, "--device", "pass --device cpu")
     torch.set_num_threads(cfg.num_threads)
     started = time.time()
     model, tokenizer = build_scorer_model(cfg)
-    model.train()
+    model.to(where).train()
     answerer = BatchedAnswerer(model, tokenizer)
     rates = calibration_rates(cfg, sampler) if cfg.data.balance else {}
     # The palette read-out only shapes the vision tokens during training; it is
     # not part of the saved model.
-    head = palette_head_for(model, cfg.seed)
-    align = ColorAlignHead.for_tokenizer(tokenizer) if cfg.align_weight > 0 else None
+    head = palette_head_for(model, cfg.seed).to(where)
+    align = ColorAlignHead.for_tokenizer(tokenizer).to(where) if cfg.align_weight > 0 else None
     criteria_head = (
-        CriteriaHead(model.config.vision_config.out_hidden_size, cfg.data.families, cfg.seed)
+        CriteriaHead(model.config.vision_config.out_hidden_size, cfg.data.families, cfg.seed).to(
+            where
+        )
         if cfg.criteria_weight > 0
         else None
     )
@@ -736,20 +756,21 @@ def train(
                 bar.console.print(history[-1])
                 window = []
             bar.update(task, advance=1, loss=result.answer_loss)
-    model.eval()
+    model.eval().to("cpu")  # the saved folder loads on any machine
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     card: dict[str, Any] = {
         "recipe": cfg.model_dump(mode="json"),
         "train_seconds": round(time.time() - started, 1),
+        "device": where.type,
         "parameters": sum(p.numel() for p in model.parameters()),
         "history": history,
         "video_model_samples": sampler is not None,
         "balance_yes_rates": {f"{f}/{c}": round(r, 4) for (f, c), r in sorted(rates.items())},
     }
     if evaluate_after:
-        scorer = VQAScorer.from_pretrained(str(out_dir))
+        scorer = VQAScorer.from_pretrained(str(out_dir), device=where)
         card["evaluation"] = evaluate(scorer, cfg, sampler=sampler)
     (out_dir / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
     return card
@@ -920,8 +941,15 @@ def main(
             help="Add samples of the shipped mini video model to the data (when it is shipped)."
         ),
     ] = True,
+    device: Annotated[
+        str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
+    ] = "cpu",
 ) -> None:
     """Train the mini VLM scorer and write it (with its accuracy card) to OUT."""
+    try:
+        check_device(device, "--device", "pass --device cpu")
+    except ConfigError as err:
+        raise typer.BadParameter(str(err), param_hint="'--device'") from None
     cfg = load_config(
         config,
         {"steps": steps, "seed": seed, "eval_tasks_per_family": eval_tasks_per_family},
@@ -929,7 +957,7 @@ def main(
     sampler = shipped_vgm_sampler(cfg.vgm_drift_std) if vgm else None
     if vgm and sampler is None:
         typer.echo("no shipped mini video model found: training without its samples")
-    card = train(cfg, out, sampler=sampler)
+    card = train(cfg, out, sampler=sampler, device=device)
     evaluation = card.get("evaluation", {})
     typer.echo(
         f"saved to {out} after {card['train_seconds']} s; held-out accuracy "
