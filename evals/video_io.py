@@ -7,7 +7,9 @@ differentiable path it is a float tensor (F, 3, H, W) in [0, 1] (`to_tensor`,
 mp4 is written with H.264 in 4:4:4 chroma at constant quality 0 by default: a
 32 px frame with 4 px objects loses its colours under the usual 4:2:0 chroma
 subsampling, while 4:4:4 at quality 0 reads back within ±1 per channel. Pass
-`lossless=False` for 4:2:0 at CRF 18, which every player accepts.
+`lossless=False` for 4:2:0 at CRF 18, which every player accepts (agent runs
+write their `video.mp4` so, for people to watch). `read_video` also reads a
+`.npy` array, the exact frames a run keeps beside its playable files.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     import torch
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
+READABLE_SUFFIXES = (*VIDEO_SUFFIXES, ".npy")
+"""What `read_video` reads: the video formats and exact uint8 frame arrays."""
 GIF_TAG = "vlm-teacher frame_cs="
 
 
@@ -116,7 +120,7 @@ def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
 
 
 def read_video(path: str | Path) -> np.ndarray:
-    """Read an mp4 or gif into a uint8 array (F, H, W, 3)."""
+    """Read an mp4, a gif or a saved uint8 array (.npy) into a uint8 array (F, H, W, 3)."""
     path = Path(path)
     if not path.is_file():
         raise MediaReadError(f"{path}: no such video file")
@@ -125,7 +129,36 @@ def read_video(path: str | Path) -> np.ndarray:
         return _read_mp4(path)
     if suffix == ".gif":
         return _read_gif(path)
-    raise MediaReadError(f"{path}: unsupported video suffix; use one of {VIDEO_SUFFIXES}")
+    if suffix == ".npy":
+        return _read_npy(path)
+    raise MediaReadError(f"{path}: unsupported video suffix; use one of {READABLE_SUFFIXES}")
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return check_frames(np.load(path, allow_pickle=False))  # data only, never objects
+    except (OSError, ValueError) as err:
+        raise MediaReadError(
+            f"{path}: not a uint8 (F, H, W, 3) frame array ({_brief(err)})"
+        ) from err
+
+
+def is_chroma_subsampled(path: str | Path) -> bool:
+    """True for an mp4 whose colour planes are stored at reduced resolution (4:2:0, ...).
+
+    Such a file smears the colours of objects a few pixels wide, so a checker may
+    fail what the exact frames pass. False for anything else, unreadable files included.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".mp4" or not path.is_file():
+        return False
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        pix_fmt = str(next(reader).get("pix_fmt", ""))
+        reader.close()
+    except (OSError, RuntimeError, StopIteration, ValueError):
+        return False
+    return re.match(r"yuvj?4(20|22|11|10)", pix_fmt) is not None
 
 
 def _read_mp4(path: Path) -> np.ndarray:

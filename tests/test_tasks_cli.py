@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from agent.cli import app
@@ -75,3 +76,20 @@ def test_check_scores_a_video_file(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "no such video file" in missing.output
     unknown = runner.invoke(app, ["tasks", "check", "mini/chess/1", str(good)])
     assert unknown.exit_code == 1 and "names no family" in unknown.output
+    bad_length = runner.invoke(app, ["tasks", "check", task.task_id, str(good), "--frames", "10"])
+    assert bad_length.exit_code == 1 and "use 4k+1 frames" in bad_length.output
+
+
+def test_check_reads_a_runs_exact_frames_and_warns_about_smeared_mp4(tmp_path: Path) -> None:
+    """An agent run keeps a 4:2:0 `video.mp4` to watch and the exact `videos/final.npy`;
+    the number of frames is the video's (the mini runs make 9)."""
+    task = get_task("mini/recolor/2000000", num_frames=9)
+    np.save(tmp_path / "final.npy", task.solution)
+    exact = runner.invoke(app, ["tasks", "check", task.task_id, str(tmp_path / "final.npy")])
+    assert exact.exit_code == 0, exact.output
+    assert json.loads(exact.stdout)["passed"] is True and "note" not in exact.stderr
+    playable = write_video(tmp_path / "video.mp4", task.solution, lossless=False)
+    smeared = runner.invoke(app, ["tasks", "check", task.task_id, str(playable)])
+    assert smeared.exit_code == 0, smeared.output
+    assert "4:2:0" in smeared.stderr and "videos/final.npy" in smeared.stderr
+    json.loads(smeared.stdout)  # the verdict is still printed, as JSON on stdout

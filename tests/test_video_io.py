@@ -16,6 +16,7 @@ from evals.video_io import (
     MediaReadError,
     downscale,
     fit_to_size,
+    is_chroma_subsampled,
     make_grid,
     read_image,
     read_video,
@@ -86,6 +87,31 @@ def test_unreadable_files_raise_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "v.avi").write_bytes(b"")
     with pytest.raises(MediaReadError, match="unsupported"):
         read_video(tmp_path / "v.avi")
+
+
+def test_frame_arrays_read_back_exactly_and_only_as_uint8_frames(tmp_path: Path) -> None:
+    video = palette_video()
+    np.save(tmp_path / "v.npy", video)
+    assert np.array_equal(read_video(tmp_path / "v.npy"), video)
+    np.save(tmp_path / "float.npy", video.astype(np.float32))
+    with pytest.raises(MediaReadError, match=r"float\.npy: not a uint8 \(F, H, W, 3\) frame array"):
+        read_video(tmp_path / "float.npy")
+    # A pickled object array is data that would run code when loaded: refused.
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(MediaReadError, match=r"objects\.npy"):
+        read_video(tmp_path / "objects.npy")
+
+
+def test_chroma_subsampling_is_told_apart(tmp_path: Path) -> None:
+    video = palette_video()
+    playable = write_video(tmp_path / "play.mp4", video, lossless=False)
+    exact = write_video(tmp_path / "exact.mp4", video)
+    assert is_chroma_subsampled(playable)
+    assert not is_chroma_subsampled(exact)
+    assert not is_chroma_subsampled(write_video(tmp_path / "v.gif", video))
+    assert not is_chroma_subsampled(tmp_path / "missing.mp4")
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    assert not is_chroma_subsampled(tmp_path / "junk.mp4")
 
 
 def test_bad_frames_are_refused_before_writing(tmp_path: Path) -> None:

@@ -99,19 +99,39 @@ def export(
 @app.command("check")
 def check_video(
     task: Annotated[str, typer.Argument(help="A task id (mini/...) or a question folder.")],
-    video: Annotated[Path, typer.Argument(help="The video to score (.mp4 or .gif).")],
+    video: Annotated[
+        Path,
+        typer.Argument(
+            help="The video to score: .mp4, .gif, or a run's exact frames (videos/final.npy)."
+        ),
+    ],
     size: SizeOpt = 32,
-    frames: FramesOpt = 17,
+    frames: Annotated[
+        int | None,
+        typer.Option("--frames", help="Frames of a mini task (4k+1); default: the video's."),
+    ] = None,
 ) -> None:
     """Score a video file with the task's rule checker and print the criteria as JSON."""
     from evals.tasks import NoCheckerError, TaskIdError, check
     from evals.vbvr import QuestionFolderError, task_from_id_or_folder
-    from evals.video_io import MediaReadError, fit_to_size, read_video
+    from evals.video_io import MediaReadError, fit_to_size, is_chroma_subsampled, read_video
+    from reasoner.errors import ConfigError
 
     try:
-        the_task = task_from_id_or_folder(task, size=size, num_frames=frames)
-        result = check(the_task, fit_to_size(read_video(video), the_task.size))
-    except (MediaReadError, NoCheckerError, QuestionFolderError, TaskIdError) as err:
+        frames_read = read_video(video)
+        count = frames_read.shape[0]
+        # A length no mini task has (not 4k+1) gets the default one: the checker says so.
+        num_frames = frames or (count if count >= 5 and (count - 1) % 4 == 0 else 17)
+        the_task = task_from_id_or_folder(task, size=size, num_frames=num_frames)
+        result = check(the_task, fit_to_size(frames_read, the_task.size))
+    except (ConfigError, MediaReadError, NoCheckerError, QuestionFolderError, TaskIdError) as err:
         typer.echo(json.dumps({"score": 0.0, "passed": False, "reason": str(err)}))
         raise typer.Exit(1) from err
+    if is_chroma_subsampled(video):
+        typer.echo(
+            f"note: {video.name} is a 4:2:0 mp4, whose colours are smeared over 2x2 pixels; "
+            "small objects may fail the checker here and pass in the exact frames. Score a "
+            "run's videos/final.npy or video.gif instead.",
+            err=True,
+        )
     typer.echo(json.dumps(result.to_dict(), indent=2))
