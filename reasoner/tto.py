@@ -3,6 +3,7 @@
 The loop, for one condition (prompt, optional first frame, seed):
 
     noise ε is drawn once and kept; the LoRA starts fresh
+    (noise_candidates > 1: ε is the draw whose one-step prediction the spec scores best)
     repeat:
         x̂0     = predict_latent(ε, c)          one-step clean latent, differentiable
         frames = decode(x̂0, "surrogate")        (F, 3, H, W), light decoder
@@ -127,6 +128,14 @@ class TTOConfig(BaseModel):
         ge=1,
         description="Give up (stop reason 'nan') after this many non-finite steps in a row.",
     )
+    noise_candidates: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Draw this many noises from the seed and keep the one whose one-step "
+        "prediction the spec scores best (one forward pass each, no gradient) before any "
+        "step. 1: the paper's single draw. The first draw is always the base model's noise.",
+    )
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,10 @@ class TTOResult:
     cost: CostRecord
     video: torch.Tensor | None = None
     """(F, 3, H, W) in [0, 1] from the full sampler, when asked for."""
+    noise_index: int = 0
+    """Which of the seed's draws the run kept (0 unless noise_candidates > 1)."""
+    noise_losses: tuple[float, ...] = ()
+    """Spec loss of each candidate draw's one-step prediction (empty for one draw)."""
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready summary (no tensors) for traces and reports."""
@@ -185,6 +198,8 @@ class TTOResult:
             "best_loss": self.best_loss,
             "nan_skips": self.nan_skips,
             "cost": self.cost.to_dict(),
+            "noise_index": self.noise_index,
+            "noise_losses": list(self.noise_losses),
         }
 
 
@@ -245,14 +260,19 @@ class TestTimeOptimizer:
             )
         self.reward_fn = reward_fn
 
+        self.seed = seed
+        self._seconds = 0.0
+        self._forward_passes = 0
+        reasoner.lora.reset()  # a fresh LoRA adds zero: the candidates are the base model's
         # One noise sample for the whole task: the LoRA learns to map *this* ε to
         # a video that satisfies the spec, and the final sampler reuses it.
-        generator = torch.Generator(device="cpu").manual_seed(seed)
         with torch.no_grad():
             self.cond = reasoner.encode(prompt, image)
-            self.noise = reasoner.initial_noise(generator)  # (1, C, F', H', W')
+        self.noise_losses: list[float] = []
+        """Spec loss of each candidate noise's one-step prediction (empty for one draw)."""
+        self.noise_index = self._pick_noise() if cfg.noise_candidates > 1 else 0
+        self.noise = self._noise_at(self.noise_index)  # (1, C, F', H', W')
 
-        reasoner.lora.reset()
         self.params = [p for p in reasoner.lora.trainable_parameters()]
         if not self.params:
             raise ValueError("The reasoner's LoRA has no trainable parameters; attach one first.")
@@ -268,11 +288,37 @@ class TestTimeOptimizer:
         self.last_frames: torch.Tensor | None = None
         """Detached K frames (K, 3, H, W) of the last evaluated iterate, for inspection."""
         self._nan_streak = 0
-        self._seconds = 0.0
-        self._forward_passes = 0
         self._samples = 0
         self._best: tuple[int, float, list[torch.Tensor]] | None = None
         self._last_good = self._snapshot()
+
+    # ---- the noise -----------------------------------------------------------
+
+    def _noise_at(self, index: int) -> torch.Tensor:
+        """The `index`-th draw of the seed's generator (0: the base model's noise)."""
+        generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        for _ in range(index):
+            self.reasoner.initial_noise(generator)
+        return self.reasoner.initial_noise(generator)
+
+    @torch.no_grad()
+    def _pick_noise(self) -> int:
+        """Index of the candidate noise whose one-step prediction has the lowest spec loss."""
+        generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        t0 = time.perf_counter()
+        with ForwardCounter(self.reasoner.transformer) as counter:
+            for _ in range(self.config.noise_candidates):
+                noise = self.reasoner.initial_noise(generator)
+                latent = self.reasoner.predict_latent(noise, self.cond, grad="first")
+                frames = sample_frames(
+                    self.reasoner.decode(latent, which="surrogate"), self.config.num_frames
+                )
+                loss = float(self.reward_fn(frames).total)
+                self.noise_losses.append(loss if math.isfinite(loss) else math.inf)
+        self._seconds += time.perf_counter() - t0
+        self._forward_passes += counter.count
+        # Ties (and all-infinite) keep the earliest draw, the base model's first.
+        return min(range(len(self.noise_losses)), key=self.noise_losses.__getitem__)
 
     # ---- state helpers -------------------------------------------------------
 
@@ -443,6 +489,8 @@ class TestTimeOptimizer:
         return {
             "format": STATE_FORMAT,
             "noise_fingerprint": _fingerprint(self.noise),
+            "noise_index": self.noise_index,
+            "noise_losses": list(self.noise_losses),
             "params": self._weights(),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "last_good": {"params": self._last_good[0], "optimizer": self._last_good[1]},
@@ -468,6 +516,12 @@ class TestTimeOptimizer:
                 f"optimizer state has format {state.get('format')!r}; this version reads "
                 f"{STATE_FORMAT}. Start the task again instead of resuming."
             )
+        # The candidates were scored by the spec current at the rebuild; the saved run
+        # may have picked under another one. Its pick is the seed's draw it names.
+        index = state.get("noise_index", 0)
+        if index != self.noise_index:
+            self.noise_index, self.noise = index, self._noise_at(index)
+        self.noise_losses = list(state.get("noise_losses", []))
         if state["noise_fingerprint"] != _fingerprint(self.noise):
             raise ValueError(
                 "the saved optimizer state was made with different noise: rebuild the "
@@ -538,4 +592,6 @@ class TestTimeOptimizer:
             nan_skips=self.nan_skips,
             cost=self.cost,
             video=video,
+            noise_index=self.noise_index,
+            noise_losses=tuple(self.noise_losses),
         )

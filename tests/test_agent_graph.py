@@ -93,6 +93,23 @@ def test_write_optimize_inspect_verify_finish(tmp_path: Path) -> None:
     assert {"goal", "process[0]", "verifier[0]"} <= names
 
 
+def test_the_first_burst_reports_the_noise_the_run_picked(tmp_path: Path) -> None:
+    script = [
+        call("write_reward_spec", SPEC),
+        call("optimize", {"steps": 1}),
+        call("optimize", {"steps": 1}),
+        call("finish", {"decision": "give_up", "reason": "enough"}),
+    ]
+    config = agent_config(tto={"noise_candidates": 3})
+    with ScriptedServer(script) as server:
+        outcome = run_scripted(server.base_url, tmp_path / "run", config=config)
+    first, second = [e["result"] for e in tool_events(outcome.run_dir) if e["name"] == "optimize"]
+    noise = first["noise"]
+    assert noise["candidates"] == 3 and len(noise["losses"]) == 3
+    assert noise["picked"] == min(range(3), key=noise["losses"].__getitem__)
+    assert "noise" not in second  # said once, with the first burst
+
+
 def test_revise_after_a_failed_verify(tmp_path: Path) -> None:
     revised = {**SPEC, "rationale": "Goal check only, weighted higher.", "lam": 0.8}
     script = [

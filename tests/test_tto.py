@@ -393,3 +393,54 @@ def test_query_spec_on_the_latent_model_records_p_yes_and_falls() -> None:
         # lam = 0.5 between one goal and one process query.
         assert record.loss == pytest.approx(0.5 * goal.loss + 0.5 * process.loss, rel=1e-5)
         assert goal.p_yes == pytest.approx(math.exp(-goal.loss), rel=1e-5)
+
+
+def candidate_losses(reasoner, reward, seed: int, count: int) -> list[float]:
+    """The spec loss of each of the seed's first `count` noises' one-step predictions."""
+    reasoner.lora.reset()
+    generator = torch.Generator().manual_seed(seed)
+    cond = reasoner.encode(PROMPT)
+    out = []
+    with torch.no_grad():
+        for _ in range(count):
+            latent = reasoner.predict_latent(reasoner.initial_noise(generator), cond)
+            frames = sample_frames(reasoner.decode(latent, which="surrogate"), K)
+            out.append(float(reward(frames).total))
+    return out
+
+
+def test_noise_candidates_keep_the_draw_the_spec_scores_best(reasoner, reward) -> None:
+    by_hand = candidate_losses(reasoner, reward, seed=3, count=4)
+    best = min(range(4), key=by_hand.__getitem__)
+    assert best != 0  # seed 3's first draw is not its best, so the pick shows
+
+    tto = make(reasoner, reward, CONFIG.model_copy(update={"noise_candidates": 4}), seed=3)
+    assert tto.noise_losses == pytest.approx(by_hand, rel=1e-6)
+    assert tto.noise_index == best
+    generator = torch.Generator().manual_seed(3)
+    draws = [reasoner.initial_noise(generator) for _ in range(4)]
+    assert torch.equal(tto.noise, draws[best])
+    assert tto.cost.vgm_forward_passes == 4  # one forward pass per candidate, counted
+    # The loop starts from the picked draw: its first evaluation is that candidate's loss.
+    (first,) = tto.run(1)
+    assert first.loss == pytest.approx(by_hand[best], rel=1e-6)
+
+    # One candidate is the paper's single draw: the seed's first noise, nothing scored.
+    single = make(reasoner, reward, seed=3)
+    assert single.noise_losses == [] and torch.equal(single.noise, draws[0])
+    assert single.cost.vgm_forward_passes == 0
+
+
+def test_a_resumed_run_keeps_the_noise_it_picked(reasoner, reward, tmp_path) -> None:
+    config = CONFIG.model_copy(update={"noise_candidates": 4})
+    seed = next(s for s in range(20) if make(reasoner, reward, config, seed=s).noise_index)
+    tto = make(reasoner, reward, config, seed=seed)
+    tto.run(2)
+    torch.save(tto.state_dict(), tmp_path / "state.pt")
+
+    # Rebuilt so that it picks another draw (as a revised spec may): the state says which.
+    rebuilt = make(reasoner, reward, CONFIG, seed=seed)
+    assert rebuilt.noise_index == 0
+    rebuilt.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert rebuilt.noise_index == tto.noise_index and torch.equal(rebuilt.noise, tto.noise)
+    assert rebuilt.noise_losses == tto.noise_losses

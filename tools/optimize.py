@@ -137,6 +137,12 @@ class Optimize(Tool):
             "preview": preview_id,
             "preview_frames": len(preview),
         }
+        if burst == 1 and session.noise_losses:
+            data["noise"] = {
+                "picked": session.noise_index,
+                "candidates": len(session.noise_losses),
+                "losses": [round(x, 4) for x in session.noise_losses],
+            }
         if steps < args.steps:
             data["note"] = f"burst shortened to {steps} steps (per-call limit or budget)"
         burst_record = {
