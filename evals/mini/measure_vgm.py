@@ -32,6 +32,7 @@ import torch
 import typer
 
 from evals.checkers.pixels import classify
+from evals.mini.device import device_option
 from evals.mini.paths import mini_reasoner_config, portable_name
 from evals.tasks import FAMILIES, Task, check, iter_split
 from reasoner.config import ReasonerConfig
@@ -183,6 +184,7 @@ def main(
     ] = "cpu",
 ) -> None:
     """Base success per family and the oracle pass@N curve of the mini VGM."""
+    device_option(device)
     torch.set_num_threads(threads)
     data = mini_reasoner_config().model_dump()
     if model is not None:

@@ -63,6 +63,7 @@ from rich.progress import (
 )
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from evals.mini.device import device_option
 from evals.mini.paths import MINI_SCORER_DIR
 from evals.mini.questions import CRITERION_ROLES, GROUPS, SLOTS
 from evals.mini.scorer_data import (
@@ -81,7 +82,6 @@ from evals.mini.scorer_data import (
     yes_rates,
 )
 from evals.tasks.palette import COLOR_NAMES, OBJECT_COLORS, PALETTE_RGB
-from reasoner.errors import ConfigError
 from reasoner.loading import check_device
 from reasoner.vlm_builders import TinyQwenVLConfig, build_tiny_qwen_vl
 from reasoner.vlm_preprocess import VisionPreprocessConfig, preprocess_video
@@ -946,10 +946,7 @@ def main(
     ] = "cpu",
 ) -> None:
     """Train the mini VLM scorer and write it (with its accuracy card) to OUT."""
-    try:
-        check_device(device, "--device", "pass --device cpu")
-    except ConfigError as err:
-        raise typer.BadParameter(str(err), param_hint="'--device'") from None
+    device_option(device)
     cfg = load_config(
         config,
         {"steps": steps, "seed": seed, "eval_tasks_per_family": eval_tasks_per_family},

@@ -48,6 +48,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from evals.mini.device import device_option
 from evals.mini.paths import MINI_VGM_DIR, REPO_CONFIG
 from evals.mini.vgm_data import DemoStream, build_mini_tokenizer, instruction_words
 from evals.mini.vgm_model import (
@@ -60,7 +61,6 @@ from evals.mini.vgm_model import (
     save_model_folder,
 )
 from evals.tasks import FAMILIES
-from reasoner.errors import ConfigError
 from reasoner.flow import make_scheduler, sampler_sigmas
 from reasoner.loading import check_device
 
@@ -594,10 +594,7 @@ def main(
     ] = "cpu",
 ) -> None:
     """Train the mini video model by its documented recipe (resumes from --work-dir)."""
-    try:
-        check_device(device, "--device", "pass --device cpu")
-    except ConfigError as err:
-        raise typer.BadParameter(str(err), param_hint="'--device'") from None
+    device_option(device)
     cfg = default_config()
     if config is not None:
         data = {**cfg.model_dump(), **(yaml.safe_load(config.read_text()) or {})}
