@@ -95,6 +95,9 @@ def print_summary(
             table.add_row(label, f"score {verdict['score']:.3f}, passed={verdict['passed']}")
     for label, rel in result.get("files", {}).items():
         table.add_row(label, str(outcome.run_dir / rel))
+    if result.get("video"):
+        # The mp4 is 4:2:0 for players; checkers and scripts want the exact frames.
+        table.add_row("frames (exact)", str(outcome.run_dir / result["video"]))
     table.add_row("trace", str(outcome.run_dir / "trace.jsonl"))
     if page is not None:
         table.add_row("summary (html)", str(page))

@@ -30,6 +30,7 @@ def test_run_prints_progress_and_a_summary(tmp_path: Path) -> None:
     out = result.output
     assert "teacher 1" in out and "write_reward_spec" in out and "optimize" in out
     rows = ("exit", "LoRA steps", "goal", "checker", "checker, before", "video (mp4)", "trace")
+    assert "frames (exact)" in out  # videos/final.npy (the path may wrap)
     for row in (*rows, "summary (html)"):
         assert row in out, row
     run_dir = tmp_path / "runs" / "mini-maze-2"
