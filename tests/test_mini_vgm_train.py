@@ -18,7 +18,7 @@ from evals.mini.vgm_data import (
     pixels_to_video,
     video_to_pixels,
 )
-from evals.mini.vgm_model import VgmArchitecture, batched_velocity
+from evals.mini.vgm_model import VgmArchitecture, batched_velocity, euler_sample
 from evals.tasks import FAMILIES, SPLITS, iter_split
 from reasoner.config import load_reasoner_config
 from reasoner.errors import ConfigError
@@ -113,6 +113,40 @@ def test_cuda_without_gpu_says_to_train_on_the_cpu(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "no CUDA GPU is visible" in result.output
     assert not (tmp_path / "cli").exists()  # refused before the recipe ran
+
+
+def test_every_training_tensor_follows_the_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GPU path without a GPU: on the meta device (shapes only, no values) a CPU
+    tensor that was not moved to the model's device makes most operations raise (not
+    all: `torch.cat` lets a CPU tensor join a meta one), so this catches most leaks."""
+    from transformers import masking_utils
+
+    # UMT5's mask helper reads a value (`.all()`) to skip work; meta tensors have none.
+    monkeypatch.setattr(masking_utils, "_ignore_bidirectional_mask_sdpa", lambda *a, **k: False)
+    cfg = tiny_recipe()
+    trainer = Trainer(
+        cfg, tmp_path, threads=1, show_progress=False, log=lambda _: None, device="meta"
+    )
+    assert {p.device.type for p in trainer.trainable.parameters()} == {"meta"}
+    stream = DemoStream(cfg.batch_size, cfg.families, 0, cfg.size, cfg.num_frames)
+    trainer._flow_loss(0, stream).backward()
+    shape = (2, 3, cfg.num_frames, cfg.size, cfg.size)
+    pairs = {  # stored on the CPU, as the teacher's ODE leaves them
+        "instructions": [t.instruction for t in iter_split("train", limit=2, num_frames=5)][:2],
+        "first_frames": torch.zeros(2, 3, 1, cfg.size, cfg.size, dtype=torch.float16),
+        "endpoints": torch.zeros(shape, dtype=torch.float16),
+    }
+    trainer._distill_loss(0, pairs).backward()
+    out = euler_sample(
+        trainer.transformer,
+        torch.zeros(shape, device="meta"),
+        [1.0, 0.5, 0.0],
+        trainer._embed(pairs["instructions"]),
+        torch.zeros(2, 3, 1, cfg.size, cfg.size, device="meta"),
+    )
+    assert out.device.type == "meta" and out.shape == shape
 
 
 def quiet_trainer(cfg: VgmTrainConfig, work_dir: Path) -> Trainer:
