@@ -251,3 +251,17 @@ def test_the_vqa_experiment_extends_the_main_one_and_runs_its_own_tables() -> No
     assert file.agent_overrides == {"keep_session_states": False}
     assert file.variants["teacher_vqa"].agent == {"scorer": {"include": "queries"}}
     assert (prepared.eval.out, prepared.eval.suite) == ("runs/experiment-mini-vqa", "mini:test")
+
+
+def test_the_noise_candidates_run_is_the_teacher_with_eight_draws() -> None:
+    from agent.commands.eval import prepare_eval
+
+    configs = Path(__file__).parents[1] / "configs"
+    prepared = prepare_eval(configs / "eval" / "mini-noise-candidates.yaml", {})
+    assert prepared.agent_path == (configs / "agent" / "mini.yaml").resolve()
+    variant = prepared.file.variants["teacher_noise8"]
+    assert variant.method == "teacher" and variant.agent == {"tto": {"noise_candidates": 8}}
+    # The same instances and seeds as the main experiment, whose teacher row it is set beside.
+    main = prepare_eval(configs / "eval" / "mini-experiment.yaml", {})
+    assert prepared.file.eval.suite == main.file.eval.suite
+    assert prepared.file.eval.seed == main.file.eval.seed
