@@ -270,8 +270,10 @@ class TestTimeOptimizer:
             self.cond = reasoner.encode(prompt, image)
         self.noise_losses: list[float] = []
         """Spec loss of each candidate noise's one-step prediction (empty for one draw)."""
-        self.noise_index = self._pick_noise() if cfg.noise_candidates > 1 else 0
-        self.noise = self._noise_at(self.noise_index)  # (1, C, F', H', W')
+        # (1, C, F', H', W')
+        self.noise_index, self.noise = (
+            self._pick_noise() if cfg.noise_candidates > 1 else (0, self._noise_at(0))
+        )
 
         self.params = [p for p in reasoner.lora.trainable_parameters()]
         if not self.params:
@@ -302,23 +304,30 @@ class TestTimeOptimizer:
         return self.reasoner.initial_noise(generator)
 
     @torch.no_grad()
-    def _pick_noise(self) -> int:
-        """Index of the candidate noise whose one-step prediction has the lowest spec loss."""
+    def _pick_noise(self) -> tuple[int, torch.Tensor]:
+        """The candidate draw whose one-step prediction has the lowest spec loss: its
+        index and the noise. Records every candidate's loss in `noise_losses`."""
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        best: tuple[int, torch.Tensor] | None = None
+        best_loss = math.inf
         t0 = time.perf_counter()
         with ForwardCounter(self.reasoner.transformer) as counter:
-            for _ in range(self.config.noise_candidates):
+            for index in range(self.config.noise_candidates):
                 noise = self.reasoner.initial_noise(generator)
                 latent = self.reasoner.predict_latent(noise, self.cond, grad="first")
                 frames = sample_frames(
                     self.reasoner.decode(latent, which="surrogate"), self.config.num_frames
                 )
                 loss = float(self.reward_fn(frames).total)
-                self.noise_losses.append(loss if math.isfinite(loss) else math.inf)
+                loss = loss if math.isfinite(loss) else math.inf
+                # Strictly lower: ties (and all-infinite) keep the earliest draw.
+                if best is None or loss < best_loss:
+                    best, best_loss = (index, noise), loss
+                self.noise_losses.append(loss)
         self._seconds += time.perf_counter() - t0
         self._forward_passes += counter.count
-        # Ties (and all-infinite) keep the earliest draw, the base model's first.
-        return min(range(len(self.noise_losses)), key=self.noise_losses.__getitem__)
+        assert best is not None  # noise_candidates >= 1
+        return best
 
     # ---- state helpers -------------------------------------------------------
 
