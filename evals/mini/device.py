@@ -9,9 +9,14 @@ from reasoner.errors import ConfigError
 from reasoner.loading import check_device
 
 
+def training_device(device: str) -> torch.device:
+    """`device` if this machine has it, else a `ConfigError` that names `--device`."""
+    return check_device(device, "--device", "pass --device cpu")
+
+
 def device_option(device: str) -> torch.device:
-    """`device` if this machine has it, else a usage error that names `--device`."""
+    """`training_device`, failing as a usage error of the command line."""
     try:
-        return check_device(device, "--device", "pass --device cpu")
+        return training_device(device)
     except ConfigError as err:
         raise typer.BadParameter(str(err), param_hint="'--device'") from None

@@ -63,7 +63,7 @@ from rich.progress import (
 )
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from evals.mini.device import device_option
+from evals.mini.device import device_option, training_device
 from evals.mini.paths import MINI_SCORER_DIR
 from evals.mini.questions import CRITERION_ROLES, GROUPS, SLOTS
 from evals.mini.scorer_data import (
@@ -82,7 +82,6 @@ from evals.mini.scorer_data import (
     yes_rates,
 )
 from evals.tasks.palette import COLOR_NAMES, OBJECT_COLORS, PALETTE_RGB
-from reasoner.loading import check_device
 from reasoner.vlm_builders import TinyQwenVLConfig, build_tiny_qwen_vl
 from reasoner.vlm_preprocess import VisionPreprocessConfig, preprocess_video
 from reasoner.vqa import PROMPT_FORMATS, VQAScorer, VQAScorerConfig, _frame_times
@@ -688,7 +687,7 @@ def train(
     ``device`` is where the scorer trains ('cuda' for a GPU); the data are drawn
     and rendered on the CPU either way, so a GPU run sees the same examples.
     """
-    where = check_device(device, "--device", "pass --device cpu")
+    where = training_device(device)
     torch.set_num_threads(cfg.num_threads)
     started = time.time()
     model, tokenizer = build_scorer_model(cfg)

@@ -48,7 +48,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from evals.mini.device import device_option
+from evals.mini.device import device_option, training_device
 from evals.mini.paths import MINI_VGM_DIR, REPO_CONFIG
 from evals.mini.vgm_data import DemoStream, build_mini_tokenizer, instruction_words
 from evals.mini.vgm_model import (
@@ -62,7 +62,6 @@ from evals.mini.vgm_model import (
 )
 from evals.tasks import FAMILIES
 from reasoner.flow import make_scheduler, sampler_sigmas
-from reasoner.loading import check_device
 
 # Offsets that keep the two stages' train seeds apart (the train split has 1e6 seeds).
 FLOW_FIRST_SEED = 0
@@ -231,7 +230,7 @@ class Trainer:
         # How the run executes, not what it computes: a run may resume with others
         # (a checkpoint written on a GPU resumes on the CPU and the other way round).
         self.threads = threads
-        self.device = check_device(device, "--device", "pass --device cpu")
+        self.device = training_device(device)
         self.checkpoint_every = checkpoint_every
         self.log = log
         self.show_progress = show_progress
