@@ -78,6 +78,11 @@ def test_check_scores_a_video_file(tmp_path: Path) -> None:
     assert unknown.exit_code == 1 and "names no family" in unknown.output
     bad_length = runner.invoke(app, ["tasks", "check", task.task_id, str(good), "--frames", "10"])
     assert bad_length.exit_code == 1 and "use 4k+1 frames" in bad_length.output
+    # A video of a length no task has is scored, and the checker says what is wrong.
+    odd = write_video(tmp_path / "odd.gif", task.solution[:10])
+    verdict = json.loads(runner.invoke(app, ["tasks", "check", task.task_id, str(odd)]).stdout)
+    assert verdict["passed"] is False and verdict["score"] == 0.0
+    assert "video has 10 frames" in verdict["reason"]
 
 
 def test_check_reads_a_runs_exact_frames_and_warns_about_smeared_mp4(tmp_path: Path) -> None:

@@ -113,6 +113,7 @@ def check_video(
 ) -> None:
     """Score a video file with the task's rule checker and print the criteria as JSON."""
     from evals.tasks import NoCheckerError, TaskIdError, check
+    from evals.tasks.base import renderable_num_frames
     from evals.vbvr import QuestionFolderError, task_from_id_or_folder
     from evals.video_io import MediaReadError, fit_to_size, is_chroma_subsampled, read_video
     from reasoner.errors import ConfigError
@@ -120,8 +121,8 @@ def check_video(
     try:
         frames_read = read_video(video)
         count = frames_read.shape[0]
-        # A length no mini task has (not 4k+1) gets the default one: the checker says so.
-        num_frames = frames or (count if count >= 5 and (count - 1) % 4 == 0 else 17)
+        # A length no mini task has gets get_task's default (17): the checker says so.
+        num_frames = frames or (count if renderable_num_frames(count) else 17)
         the_task = task_from_id_or_folder(task, size=size, num_frames=num_frames)
         result = check(the_task, fit_to_size(frames_read, the_task.size))
     except (ConfigError, MediaReadError, NoCheckerError, QuestionFolderError, TaskIdError) as err:

@@ -88,11 +88,16 @@ class CheckResult:
         return asdict(self)
 
 
+def renderable_num_frames(num_frames: object) -> bool:
+    """True for a frame count the families render: 4k+1 with k >= 1."""
+    return isinstance(num_frames, int) and num_frames >= 5 and (num_frames - 1) % 4 == 0
+
+
 def check_frame_settings(size: int, num_frames: int) -> None:
     """Reject frame sizes and counts the families cannot render, saying what works."""
     if not isinstance(size, int) or size % 8 or not 16 <= size <= 512:
         raise ConfigError(f"size={size!r}: use a multiple of 8 between 16 and 512 (default 32)")
-    if not isinstance(num_frames, int) or num_frames < 5 or (num_frames - 1) % 4:
+    if not renderable_num_frames(num_frames):
         raise ConfigError(
             f"num_frames={num_frames!r}: use 4k+1 frames with k >= 1, e.g. 5, 9, 17 (default 17)"
         )
