@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from agent.cli import app
@@ -242,3 +243,54 @@ def test_emphasis_weights_favour_objects_and_changes() -> None:
     raw = torch.tensor([[1.0, 5.0], [5.0, 1.0]])
     expected = torch.stack([raw, raw]) / raw.mean()
     torch.testing.assert_close(weights[0, 0], expected)
+
+
+def test_a_time_limit_stops_at_checkpoints_and_reruns_end_with_the_same_weights(
+    tmp_path: Path,
+) -> None:
+    recipe = tiny_recipe(flow_steps=3, distill_steps=3)
+    straight = quiet_trainer(recipe, tmp_path / "a")
+    assert straight.train() is True
+
+    # A clock that moves one second per reading: with a half-second limit every run
+    # stops at its first chance, after one checkpoint (or before the teacher ODE).
+    ticks = iter(range(10_000))
+    logs: list[str] = []
+    runs = 0
+    while True:
+        runs += 1
+        assert runs < 20, "the time-limited reruns never finished"
+        trainer = Trainer(
+            recipe,
+            tmp_path / "b",
+            threads=1,
+            checkpoint_every=1,
+            show_progress=False,
+            log=logs.append,
+            time_limit_s=0.5,
+            clock=lambda: float(next(ticks)),
+        )
+        if trainer.train():
+            break
+    # Flow steps 1 and 2, the end of stage 1, distillation steps 1 and 2: five stops.
+    stops = [line for line in logs if line.startswith("time limit")]
+    assert len(stops) == 5 and runs == 6
+    assert "flow step 1/3" in stops[0] and "the end of stage 1" in stops[2]
+    assert "distill step 2/3" in stops[4]
+    for key, value in straight.trainable.state_dict().items():
+        torch.testing.assert_close(trainer.trainable.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_max_minutes_on_the_command_line_stops_before_writing_the_model(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe().model_dump(mode="json")))
+    args = ["train", "vgm", "--config", str(recipe), "--threads", "1"]
+    args += ["--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "model")]
+    first = CliRunner().invoke(app, [*args, "--max-minutes", "0"])
+    assert first.exit_code == 0, first.output
+    assert "time limit" in first.output and "the end of stage 1" in first.output
+    assert not (tmp_path / "model").exists()
+    assert (tmp_path / "work" / "flow_ema.pt").is_file()
+    second = CliRunner().invoke(app, [*args, "--max-minutes", "0"])  # no flow step left to run
+    assert second.exit_code == 0, second.output
+    assert (tmp_path / "model" / "transformer").is_dir() and "wrote" in second.output

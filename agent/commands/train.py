@@ -27,9 +27,26 @@ def vgm(
     device: Annotated[
         str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
     ] = "cpu",
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help=(
+                "Stop at the first checkpoint after this many minutes (a job's time limit); "
+                "the same command again resumes there. Default: run to the end."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Train the mini video model by its documented recipe (docs/mini-models.md)."""
     from evals.mini.paths import MINI_VGM_DIR
     from evals.mini.train_vgm import main
 
-    main(out=out or MINI_VGM_DIR, work_dir=work_dir, config=config, threads=threads, device=device)
+    main(
+        out=out or MINI_VGM_DIR,
+        work_dir=work_dir,
+        config=config,
+        threads=threads,
+        device=device,
+        max_minutes=max_minutes,
+    )

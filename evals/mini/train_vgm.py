@@ -167,6 +167,15 @@ def read_sampler(config_path: Path) -> tuple[list[float], float]:
     return list(vm["sampler_sigmas"]), float(vm["flow_shift"])
 
 
+def _save_atomic(obj: object, path: Path) -> None:
+    """torch.save through a temporary file: a run killed mid-write (a job's time limit)
+    leaves the previous file, or none, never a truncated one that the resume would load."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
 def _generator(seed: int, stage: int, step: int) -> torch.Generator:
     # One generator per (stage, step): resuming needs no saved RNG state.
     return torch.Generator().manual_seed(seed * 1_000_003 + stage * 100_003 + step)
@@ -224,6 +233,8 @@ class Trainer:
         log: Callable[[str], None] = print,
         show_progress: bool = True,
         device: str = "cpu",
+        time_limit_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
         self.work_dir = Path(work_dir)
@@ -232,6 +243,11 @@ class Trainer:
         self.threads = threads
         self.device = training_device(device)
         self.checkpoint_every = checkpoint_every
+        # A job's time limit (a batch queue's, a lent GPU's): `train` stops at the first
+        # checkpoint past it and a rerun resumes there.
+        self.time_limit_s = time_limit_s
+        self.clock = clock
+        self._started_at: float | None = None
         self.log = log
         self.show_progress = show_progress
         self.tokenizer = build_mini_tokenizer(
@@ -276,9 +292,7 @@ class Trainer:
     def _save_checkpoint(
         self, stage: str, step: int, opt: torch.optim.Optimizer, ema: _Ema
     ) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self._checkpoint_path().with_suffix(".tmp")
-        torch.save(
+        _save_atomic(
             {
                 "config": self.cfg.model_dump(),
                 "stage": stage,
@@ -289,9 +303,8 @@ class Trainer:
                 "history": self.history,
                 "seconds": self.seconds,
             },
-            tmp,
+            self._checkpoint_path(),
         )
-        tmp.replace(self._checkpoint_path())  # atomic: a kill mid-write keeps the old one
 
     def _load_checkpoint(self) -> dict[str, Any] | None:
         path = self._checkpoint_path()
@@ -391,8 +404,7 @@ class Trainer:
             "endpoints": torch.cat(endpoints)[: cfg.distill_pairs],
         }
         self.seconds["teacher_ode"] = time.perf_counter() - start
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(pairs, path)
+        _save_atomic(pairs, path)
         return pairs
 
     def _pair_noise(self, indices: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -437,6 +449,11 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------
 
+    def _out_of_time(self) -> bool:
+        if self.time_limit_s is None or self._started_at is None:
+            return False
+        return self.clock() - self._started_at >= self.time_limit_s
+
     def _run_stage(
         self,
         name: str,
@@ -447,7 +464,8 @@ class Trainer:
         start_step: int,
         opt: torch.optim.Optimizer,
         ema: _Ema,
-    ) -> None:
+    ) -> bool:
+        """Steps `start_step`..`total`; False when the time limit stopped it at a checkpoint."""
         cfg = self.cfg
         self.trainable.train()
         started = time.perf_counter()
@@ -469,6 +487,16 @@ class Trainer:
                         f"{name} step {step + 1}/{total}: loss {sum(recent) / len(recent):.4f}, "
                         f"{self.seconds[name]:.0f} s in this stage; checkpoint saved"
                     )
+                    if step + 1 < total and self._out_of_time():
+                        self._log_time_stop(f"{name} step {step + 1}/{total}")
+                        return False
+        return True
+
+    def _log_time_stop(self, where: str) -> None:
+        self.log(
+            f"time limit ({self.time_limit_s:.0f} s) reached at {where}; the checkpoint in "
+            f"{self.work_dir} holds it: run the same command again to go on"
+        )
 
     def _stage_state(
         self, lr: float, state: dict[str, Any] | None
@@ -481,9 +509,14 @@ class Trainer:
             ema.shadow = state["ema"]
         return opt, ema
 
-    def train(self) -> None:
-        """Both stages, resuming from `work_dir/checkpoint.pt` when there is one."""
+    def train(self) -> bool:
+        """Both stages, resuming from `work_dir/checkpoint.pt` when there is one.
+
+        True when the recipe is done; False when the time limit stopped it first (at a
+        checkpoint, or before the teacher ODE, which has none): a rerun resumes there.
+        """
         cfg = self.cfg
+        self._started_at = self.clock()
         torch.set_num_threads(self.threads)
         state = self._load_checkpoint()
         stage, step = ("flow", 0) if state is None else (state["stage"], state["step"])
@@ -497,8 +530,9 @@ class Trainer:
             cfg.batch_size, cfg.families, FLOW_FIRST_SEED, cfg.size, cfg.num_frames
         )
         if stage == "flow":
+            trained_now = step < cfg.flow_steps  # this run takes flow steps
             opt, ema = self._stage_state(cfg.flow_lr, state)
-            self._run_stage(
+            finished = self._run_stage(
                 "flow",
                 "stage 1: flow matching",
                 cfg.flow_steps,
@@ -508,15 +542,22 @@ class Trainer:
                 opt,
                 ema,
             )
+            if not finished:
+                return False
             flow_ema = ema.shadow
             # The checkpoint moves on to stage 2; keep stage 1's result, so that stage 2 can
             # be studied or redone without the hour of stage 1 again.
-            self.work_dir.mkdir(parents=True, exist_ok=True)
-            torch.save({k: v.cpu() for k, v in flow_ema.items()}, self.flow_ema_path())
+            _save_atomic({k: v.cpu() for k, v in flow_ema.items()}, self.flow_ema_path())
             stage, step, state = "distill", 0, None
             if cfg.distill_steps == 0:
                 self.trainable.load_state_dict(flow_ema)
-                return
+                return True
+            if trained_now and self._out_of_time() and not self._pairs_path().is_file():
+                # Stage 1's last checkpoint and flow_ema.pt are on disk; the rerun starts
+                # the teacher ODE (which keeps no checkpoint of its own) with a full budget.
+                # Only after flow steps of this run: else a rerun would stop here for ever.
+                self._log_time_stop("the end of stage 1")
+                return False
             pairs = self._make_pairs(flow_ema)
             # The student starts as the teacher (the EMA weights).
             self.trainable.load_state_dict(flow_ema)
@@ -524,7 +565,7 @@ class Trainer:
             pairs = self._make_pairs({})  # stage 1 finished: the pairs are on disk
 
         opt, ema = self._stage_state(cfg.distill_lr, state)
-        self._run_stage(
+        finished = self._run_stage(
             "distill",
             "stage 2: distillation",
             cfg.distill_steps,
@@ -534,7 +575,10 @@ class Trainer:
             opt,
             ema,
         )
+        if not finished:
+            return False
         self.trainable.load_state_dict(ema.shadow)
+        return True
 
     def export(self, out_dir: Path) -> Path:
         """Write the diffusers model folder and `training.json` (recipe, losses, seconds)."""
@@ -564,10 +608,23 @@ def train_vgm(
     threads: int = 2,
     show_progress: bool = True,
     device: str = "cpu",
-) -> Path:
-    """Train by `cfg` (resuming from `work_dir`) and write the model folder to `out_dir`."""
-    trainer = Trainer(cfg, work_dir, threads=threads, show_progress=show_progress, device=device)
-    trainer.train()
+    time_limit_s: float | None = None,
+) -> Path | None:
+    """Train by `cfg` (resuming from `work_dir`) and write the model folder to `out_dir`.
+
+    None when `time_limit_s` stopped the run first: nothing is exported, and the same
+    call again resumes from the checkpoint in `work_dir`.
+    """
+    trainer = Trainer(
+        cfg,
+        work_dir,
+        threads=threads,
+        show_progress=show_progress,
+        device=device,
+        time_limit_s=time_limit_s,
+    )
+    if not trainer.train():
+        return None
     return trainer.export(out_dir)
 
 
@@ -591,6 +648,16 @@ def main(
     device: Annotated[
         str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
     ] = "cpu",
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help=(
+                "Stop at the first checkpoint after this many minutes (a job's time limit); "
+                "the same command again resumes there. Default: run to the end."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Train the mini video model by its documented recipe (resumes from --work-dir)."""
     device_option(device)
@@ -598,7 +665,11 @@ def main(
     if config is not None:
         data = {**cfg.model_dump(), **(yaml.safe_load(config.read_text()) or {})}
         cfg = VgmTrainConfig.model_validate(data)
-    path = train_vgm(cfg, out, work_dir, threads=threads, device=device)
+    limit = None if max_minutes is None else max_minutes * 60
+    path = train_vgm(cfg, out, work_dir, threads=threads, device=device, time_limit_s=limit)
+    if path is None:
+        typer.echo(f"stopped at the time limit; nothing written to {out} yet")
+        return
     typer.echo(f"wrote {path}")
 
 
