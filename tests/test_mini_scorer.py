@@ -328,3 +328,39 @@ def test_evaluate_scorer_cli_asks_either_set_of_phrasings(tmp_path: Path) -> Non
         assert acc["task_questions"] == pytest.approx(correct / rows["task_questions"], abs=1e-3)
     bad = runner.invoke(evaluate_scorer.app, ["--scorer", str(tmp_path), "--no-vgm"])
     assert bad.exit_code == 2 and "evals.mini.train_scorer" in bad.output
+
+
+def test_a_time_limited_run_resumes_to_the_weights_and_log_of_one_run(tmp_path: Path) -> None:
+    cfg = _tiny_config(steps=3, log_every=2)
+    straight = train(cfg, tmp_path / "a", evaluate_after=False, progress=False)
+    assert straight is not None
+
+    # A clock that moves one second per reading against a half-second limit: every run
+    # stops after its first checkpoint, until the last step ends the recipe.
+    ticks = iter(range(10_000))
+    results = []
+    for _ in range(5):
+        card = train(
+            cfg,
+            tmp_path / "b",
+            evaluate_after=False,
+            progress=False,
+            work_dir=tmp_path / "work",
+            checkpoint_every=1,
+            time_limit_s=0.5,
+            clock=lambda: float(next(ticks)),
+        )
+        results.append(card)
+        if card is not None:
+            break
+    assert results[:2] == [None, None] and results[2] is not None and len(results) == 3
+    a = load_file(tmp_path / "a" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # The log window (steps 1-2) was carried across the stop after step 1.
+    assert results[2]["history"] == straight["history"]
+
+    with pytest.raises(ValueError, match="different recipe"):
+        train(_tiny_config(steps=4), tmp_path / "c", progress=False, work_dir=tmp_path / "work")
+    with pytest.raises(ValueError, match="needs a work_dir"):
+        train(cfg, tmp_path / "d", progress=False, time_limit_s=60)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from evals.mini.options import MaxMinutesOption
+
 app = typer.Typer(help="Train the mini world's models from scratch.", no_args_is_help=True)
 
 
@@ -27,16 +29,7 @@ def vgm(
     device: Annotated[
         str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
     ] = "cpu",
-    max_minutes: Annotated[
-        float | None,
-        typer.Option(
-            min=0,
-            help=(
-                "Stop at the first checkpoint after this many minutes (a job's time limit); "
-                "the same command again resumes there. Default: run to the end."
-            ),
-        ),
-    ] = None,
+    max_minutes: MaxMinutesOption = None,
 ) -> None:
     """Train the mini video model by its documented recipe (docs/mini-models.md)."""
     from evals.mini.paths import MINI_VGM_DIR

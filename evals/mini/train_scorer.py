@@ -42,7 +42,7 @@ import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -63,7 +63,9 @@ from rich.progress import (
 )
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from evals.mini.checkpoints import TimeLimit, save_atomic
 from evals.mini.device import device_option, training_device
+from evals.mini.options import MaxMinutesOption, minutes_to_seconds
 from evals.mini.paths import MINI_SCORER_DIR
 from evals.mini.questions import CRITERION_ROLES, GROUPS, SLOTS
 from evals.mini.scorer_data import (
@@ -673,6 +675,15 @@ def build_scorer_model(cfg: ScorerTrainConfig) -> tuple[PreTrainedModel, PreTrai
     return model, tokenizer
 
 
+def _window_record(result: StepResult) -> dict[str, Any]:
+    """A log-window entry without its loss tensor (what a checkpoint keeps of it)."""
+    return {k: v for k, v in vars(result).items() if k != "loss"}
+
+
+def _window_entry(record: dict[str, Any]) -> StepResult:
+    return StepResult(loss=torch.zeros(()), **record)
+
+
 def train(
     cfg: ScorerTrainConfig,
     out_dir: Path,
@@ -681,13 +692,29 @@ def train(
     evaluate_after: bool = True,
     progress: bool = True,
     device: str = "cpu",
-) -> dict[str, Any]:
+    work_dir: Path | None = None,
+    checkpoint_every: int = 100,
+    time_limit_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any] | None:
     """Train, save to ``out_dir`` (model + tokenizer + card) and return the card.
 
     ``device`` is where the scorer trains ('cuda' for a GPU); the data are drawn
     and rendered on the CPU either way, so a GPU run sees the same examples.
+
+    With ``work_dir``, a checkpoint is written there every ``checkpoint_every``
+    steps and a rerun resumes from it, ending with the same weights as one
+    uninterrupted run (every draw is a function of the step). ``time_limit_s``
+    (which needs ``work_dir``) stops the run at the first checkpoint past it:
+    nothing is saved to ``out_dir`` and None is returned.
     """
     where = training_device(device)
+    if time_limit_s is not None and work_dir is None:
+        raise ValueError("a time limit needs a work_dir to keep the checkpoint in")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
+    limit = TimeLimit(time_limit_s, clock)
+    limit.start()
     torch.set_num_threads(cfg.num_threads)
     started = time.time()
     model, tokenizer = build_scorer_model(cfg)
@@ -725,9 +752,47 @@ def train(
     )
     history: list[dict[str, Any]] = []
     window: list[StepResult] = []
+    modules = {"model": model, "palette_head": head, "align": align, "criteria": criteria_head}
+    # What must match for a checkpoint to be resumed: the recipe and the data it draws.
+    identity = {"recipe": cfg.model_dump(mode="json"), "video_model_samples": sampler is not None}
+    work = None if work_dir is None else Path(work_dir)
+    checkpoint = None if work is None else work / "checkpoint.pt"
+    first_step, seconds_before = 0, 0.0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=where, weights_only=False)
+        if state["identity"] != identity:
+            raise ValueError(
+                f"{checkpoint} was written by a different recipe (or with/without the video "
+                f"model's samples); delete {work} or pass the same configuration to resume"
+            )
+        for name, module in modules.items():
+            if module is not None:
+                module.load_state_dict(state["modules"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        history = state["history"]
+        window = [_window_entry(r) for r in state["window"]]
+        first_step, seconds_before = state["step"], state["seconds"]
+        if progress:
+            typer.echo(f"resuming at step {first_step} from {checkpoint}")
+
+    def save_checkpoint(step: int) -> None:
+        assert checkpoint is not None
+        state = {
+            "identity": identity,
+            "step": step,
+            "modules": {n: m.state_dict() for n, m in modules.items() if m is not None},
+            "optimizer": optimizer.state_dict(),
+            "history": history,
+            "window": [_window_record(r) for r in window],
+            "seconds": seconds_before + time.time() - started,
+        }
+        save_atomic(state, checkpoint)
+
     with _progress_bar(progress) as bar:
-        task = bar.add_task("training the mini scorer", total=cfg.steps, loss=float("nan"))
-        for step in range(cfg.steps):
+        task = bar.add_task(
+            "training the mini scorer", total=cfg.steps, completed=first_step, loss=float("nan")
+        )
+        for step in range(first_step, cfg.steps):
             generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
             examples = train_batch(cfg, step, sampler)
             items = items_from_examples(
@@ -755,13 +820,20 @@ def train(
                 bar.console.print(history[-1])
                 window = []
             bar.update(task, advance=1, loss=result.answer_loss)
+            if work is None or checkpoint is None:
+                continue
+            if (step + 1) % checkpoint_every == 0 or step + 1 == cfg.steps:
+                save_checkpoint(step + 1)
+                if step + 1 < cfg.steps and limit.reached():
+                    bar.console.print(limit.stop_message(f"step {step + 1}/{cfg.steps}", work))
+                    return None
     model.eval().to("cpu")  # the saved folder loads on any machine
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     card: dict[str, Any] = {
         "recipe": cfg.model_dump(mode="json"),
-        "train_seconds": round(time.time() - started, 1),
+        "train_seconds": round(seconds_before + time.time() - started, 1),
         "device": where.type,
         "parameters": sum(p.numel() for p in model.parameters()),
         "history": history,
@@ -943,6 +1015,10 @@ def main(
     device: Annotated[
         str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
     ] = "cpu",
+    work_dir: Annotated[
+        Path, typer.Option(help="Checkpoints (every 100 steps); a rerun resumes here.")
+    ] = Path("runs/train_scorer"),
+    max_minutes: MaxMinutesOption = None,
 ) -> None:
     """Train the mini VLM scorer and write it (with its accuracy card) to OUT."""
     device_option(device)
@@ -953,7 +1029,17 @@ def main(
     sampler = shipped_vgm_sampler(cfg.vgm_drift_std) if vgm else None
     if vgm and sampler is None:
         typer.echo("no shipped mini video model found: training without its samples")
-    card = train(cfg, out, sampler=sampler, device=device)
+    card = train(
+        cfg,
+        out,
+        sampler=sampler,
+        device=device,
+        work_dir=work_dir,
+        time_limit_s=minutes_to_seconds(max_minutes),
+    )
+    if card is None:
+        typer.echo(f"stopped at the time limit; nothing written to {out} yet")
+        return
     evaluation = card.get("evaluation", {})
     typer.echo(
         f"saved to {out} after {card['train_seconds']} s; held-out accuracy "

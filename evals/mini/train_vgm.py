@@ -48,7 +48,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from evals.mini.checkpoints import TimeLimit, save_atomic
 from evals.mini.device import device_option, training_device
+from evals.mini.options import MaxMinutesOption, minutes_to_seconds
 from evals.mini.paths import MINI_VGM_DIR, REPO_CONFIG
 from evals.mini.vgm_data import DemoStream, build_mini_tokenizer, instruction_words
 from evals.mini.vgm_model import (
@@ -167,15 +169,6 @@ def read_sampler(config_path: Path) -> tuple[list[float], float]:
     return list(vm["sampler_sigmas"]), float(vm["flow_shift"])
 
 
-def _save_atomic(obj: object, path: Path) -> None:
-    """torch.save through a temporary file: a run killed mid-write (a job's time limit)
-    leaves the previous file, or none, never a truncated one that the resume would load."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
 def _generator(seed: int, stage: int, step: int) -> torch.Generator:
     # One generator per (stage, step): resuming needs no saved RNG state.
     return torch.Generator().manual_seed(seed * 1_000_003 + stage * 100_003 + step)
@@ -243,11 +236,8 @@ class Trainer:
         self.threads = threads
         self.device = training_device(device)
         self.checkpoint_every = checkpoint_every
-        # A job's time limit (a batch queue's, a lent GPU's): `train` stops at the first
-        # checkpoint past it and a rerun resumes there.
-        self.time_limit_s = time_limit_s
-        self.clock = clock
-        self._started_at: float | None = None
+        # A job's time limit: `train` stops at the first checkpoint past it (a rerun resumes).
+        self.time_limit = TimeLimit(time_limit_s, clock)
         self.log = log
         self.show_progress = show_progress
         self.tokenizer = build_mini_tokenizer(
@@ -292,7 +282,7 @@ class Trainer:
     def _save_checkpoint(
         self, stage: str, step: int, opt: torch.optim.Optimizer, ema: _Ema
     ) -> None:
-        _save_atomic(
+        save_atomic(
             {
                 "config": self.cfg.model_dump(),
                 "stage": stage,
@@ -404,7 +394,7 @@ class Trainer:
             "endpoints": torch.cat(endpoints)[: cfg.distill_pairs],
         }
         self.seconds["teacher_ode"] = time.perf_counter() - start
-        _save_atomic(pairs, path)
+        save_atomic(pairs, path)
         return pairs
 
     def _pair_noise(self, indices: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -449,11 +439,6 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------
 
-    def _out_of_time(self) -> bool:
-        if self.time_limit_s is None or self._started_at is None:
-            return False
-        return self.clock() - self._started_at >= self.time_limit_s
-
     def _run_stage(
         self,
         name: str,
@@ -487,16 +472,13 @@ class Trainer:
                         f"{name} step {step + 1}/{total}: loss {sum(recent) / len(recent):.4f}, "
                         f"{self.seconds[name]:.0f} s in this stage; checkpoint saved"
                     )
-                    if step + 1 < total and self._out_of_time():
+                    if step + 1 < total and self.time_limit.reached():
                         self._log_time_stop(f"{name} step {step + 1}/{total}")
                         return False
         return True
 
     def _log_time_stop(self, where: str) -> None:
-        self.log(
-            f"time limit ({self.time_limit_s:.0f} s) reached at {where}; the checkpoint in "
-            f"{self.work_dir} holds it: run the same command again to go on"
-        )
+        self.log(self.time_limit.stop_message(where, self.work_dir))
 
     def _stage_state(
         self, lr: float, state: dict[str, Any] | None
@@ -516,7 +498,7 @@ class Trainer:
         checkpoint, or before the teacher ODE, which has none): a rerun resumes there.
         """
         cfg = self.cfg
-        self._started_at = self.clock()
+        self.time_limit.start()
         torch.set_num_threads(self.threads)
         state = self._load_checkpoint()
         stage, step = ("flow", 0) if state is None else (state["stage"], state["step"])
@@ -547,12 +529,12 @@ class Trainer:
             flow_ema = ema.shadow
             # The checkpoint moves on to stage 2; keep stage 1's result, so that stage 2 can
             # be studied or redone without the hour of stage 1 again.
-            _save_atomic({k: v.cpu() for k, v in flow_ema.items()}, self.flow_ema_path())
+            save_atomic({k: v.cpu() for k, v in flow_ema.items()}, self.flow_ema_path())
             stage, step, state = "distill", 0, None
             if cfg.distill_steps == 0:
                 self.trainable.load_state_dict(flow_ema)
                 return True
-            if trained_now and self._out_of_time() and not self._pairs_path().is_file():
+            if trained_now and self.time_limit.reached() and not self._pairs_path().is_file():
                 # Stage 1's last checkpoint and flow_ema.pt are on disk; the rerun starts
                 # the teacher ODE (which keeps no checkpoint of its own) with a full budget.
                 # Only after flow steps of this run: else a rerun would stop here for ever.
@@ -648,16 +630,7 @@ def main(
     device: Annotated[
         str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
     ] = "cpu",
-    max_minutes: Annotated[
-        float | None,
-        typer.Option(
-            min=0,
-            help=(
-                "Stop at the first checkpoint after this many minutes (a job's time limit); "
-                "the same command again resumes there. Default: run to the end."
-            ),
-        ),
-    ] = None,
+    max_minutes: MaxMinutesOption = None,
 ) -> None:
     """Train the mini video model by its documented recipe (resumes from --work-dir)."""
     device_option(device)
@@ -665,7 +638,7 @@ def main(
     if config is not None:
         data = {**cfg.model_dump(), **(yaml.safe_load(config.read_text()) or {})}
         cfg = VgmTrainConfig.model_validate(data)
-    limit = None if max_minutes is None else max_minutes * 60
+    limit = minutes_to_seconds(max_minutes)
     path = train_vgm(cfg, out, work_dir, threads=threads, device=device, time_limit_s=limit)
     if path is None:
         typer.echo(f"stopped at the time limit; nothing written to {out} yet")

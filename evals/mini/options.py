@@ -1,0 +1,23 @@
+"""Command-line options the mini models' trainers share (typer only: cheap to import)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+MaxMinutesOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        help=(
+            "Stop at the first checkpoint after this many minutes (a job's time limit); "
+            "the same command again resumes there. Default: run to the end."
+        ),
+    ),
+]
+
+
+def minutes_to_seconds(minutes: float | None) -> float | None:
+    """`--max-minutes` as the trainers' `time_limit_s`."""
+    return None if minutes is None else minutes * 60
