@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from evals.mini.options import MaxMinutesOption
+from evals.mini.options import MaxMinutesOption, TrainingDeviceOption
 
 app = typer.Typer(help="Train the mini world's models from scratch.", no_args_is_help=True)
 
@@ -26,9 +26,7 @@ def vgm(
     threads: Annotated[
         int, typer.Option(min=1, help="torch CPU threads (1 is faster on a busy machine).")
     ] = 2,
-    device: Annotated[
-        str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
-    ] = "cpu",
+    device: TrainingDeviceOption = "cpu",
     max_minutes: MaxMinutesOption = None,
 ) -> None:
     """Train the mini video model by its documented recipe (docs/mini-models.md)."""

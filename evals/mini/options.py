@@ -6,6 +6,11 @@ from typing import Annotated
 
 import typer
 
+TrainingDeviceOption = Annotated[
+    str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
+]
+"""`--device` of the trainers; `evals.mini.device.device_option` checks the value."""
+
 MaxMinutesOption = Annotated[
     float | None,
     typer.Option(

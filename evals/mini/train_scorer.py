@@ -65,7 +65,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from evals.mini.checkpoints import TimeLimit, save_atomic
 from evals.mini.device import device_option, training_device
-from evals.mini.options import MaxMinutesOption, minutes_to_seconds
+from evals.mini.options import MaxMinutesOption, TrainingDeviceOption, minutes_to_seconds
 from evals.mini.paths import MINI_SCORER_DIR
 from evals.mini.questions import CRITERION_ROLES, GROUPS, SLOTS
 from evals.mini.scorer_data import (
@@ -1012,9 +1012,7 @@ def main(
             help="Add samples of the shipped mini video model to the data (when it is shipped)."
         ),
     ] = True,
-    device: Annotated[
-        str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
-    ] = "cpu",
+    device: TrainingDeviceOption = "cpu",
     work_dir: Annotated[
         Path, typer.Option(help="Checkpoints (every 100 steps); a rerun resumes here.")
     ] = Path("runs/train_scorer"),

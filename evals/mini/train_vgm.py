@@ -50,7 +50,7 @@ from rich.progress import (
 
 from evals.mini.checkpoints import TimeLimit, save_atomic
 from evals.mini.device import device_option, training_device
-from evals.mini.options import MaxMinutesOption, minutes_to_seconds
+from evals.mini.options import MaxMinutesOption, TrainingDeviceOption, minutes_to_seconds
 from evals.mini.paths import MINI_VGM_DIR, REPO_CONFIG
 from evals.mini.vgm_data import DemoStream, build_mini_tokenizer, instruction_words
 from evals.mini.vgm_model import (
@@ -627,9 +627,7 @@ def main(
     threads: Annotated[
         int, typer.Option(min=1, help="torch CPU threads (1 is faster on a busy machine).")
     ] = 2,
-    device: Annotated[
-        str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
-    ] = "cpu",
+    device: TrainingDeviceOption = "cpu",
     max_minutes: MaxMinutesOption = None,
 ) -> None:
     """Train the mini video model by its documented recipe (resumes from --work-dir)."""
