@@ -78,6 +78,8 @@ def test_check_scores_a_video_file(tmp_path: Path) -> None:
     assert unknown.exit_code == 1 and "names no family" in unknown.output
     bad_length = runner.invoke(app, ["tasks", "check", task.task_id, str(good), "--frames", "10"])
     assert bad_length.exit_code == 1 and "use 4k+1 frames" in bad_length.output
+    zero = runner.invoke(app, ["tasks", "check", task.task_id, str(good), "--frames", "0"])
+    assert zero.exit_code == 1 and "num_frames=0" in zero.output  # refused, not replaced
     # A video of a length no task has is scored, and the checker says what is wrong.
     odd = write_video(tmp_path / "odd.gif", task.solution[:10])
     verdict = json.loads(runner.invoke(app, ["tasks", "check", task.task_id, str(odd)]).stdout)

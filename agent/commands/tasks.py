@@ -121,8 +121,11 @@ def check_video(
     try:
         frames_read = read_video(video)
         count = frames_read.shape[0]
-        # A length no mini task has gets get_task's default (17): the checker says so.
-        num_frames = frames or (count if renderable_num_frames(count) else 17)
+        # Without --frames, the video's length, or get_task's default (17) for a length
+        # no mini task has (the checker then says so). A --frames value is used as given:
+        # one no task has is refused.
+        default = count if renderable_num_frames(count) else 17
+        num_frames = default if frames is None else frames
         the_task = task_from_id_or_folder(task, size=size, num_frames=num_frames)
         result = check(the_task, fit_to_size(frames_read, the_task.size))
     except (ConfigError, MediaReadError, NoCheckerError, QuestionFolderError, TaskIdError) as err:
