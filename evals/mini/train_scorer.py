@@ -755,15 +755,15 @@ def train(
     modules = {"model": model, "palette_head": head, "align": align, "criteria": criteria_head}
     # What must match for a checkpoint to be resumed: the recipe and the data it draws.
     identity = {"recipe": cfg.model_dump(mode="json"), "video_model_samples": sampler is not None}
-    work = None if work_dir is None else Path(work_dir)
-    checkpoint = None if work is None else work / "checkpoint.pt"
+    checkpoint = None if work_dir is None else Path(work_dir) / "checkpoint.pt"
     first_step, seconds_before = 0, 0.0
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=where, weights_only=False)
         if state["identity"] != identity:
             raise ValueError(
                 f"{checkpoint} was written by a different recipe (or with/without the video "
-                f"model's samples); delete {work} or pass the same configuration to resume"
+                f"model's samples); delete {checkpoint.parent} or pass the same configuration "
+                "to resume"
             )
         for name, module in modules.items():
             if module is not None:
@@ -820,12 +820,13 @@ def train(
                 bar.console.print(history[-1])
                 window = []
             bar.update(task, advance=1, loss=result.answer_loss)
-            if work is None or checkpoint is None:
+            if checkpoint is None:
                 continue
             if (step + 1) % checkpoint_every == 0 or step + 1 == cfg.steps:
                 save_checkpoint(step + 1)
                 if step + 1 < cfg.steps and limit.reached():
-                    bar.console.print(limit.stop_message(f"step {step + 1}/{cfg.steps}", work))
+                    where = f"step {step + 1}/{cfg.steps}"
+                    bar.console.print(limit.stop_message(where, checkpoint.parent))
                     return None
     model.eval().to("cpu")  # the saved folder loads on any machine
     out_dir.mkdir(parents=True, exist_ok=True)
