@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import typer
+from typer.testing import CliRunner
 
 from evals.mini.measure_vgm import (
+    criteria_table,
     first_frame_tensor,
     frames_to_uint8,
+    main,
     markdown_table,
     pass_at,
     sample_task,
@@ -26,7 +30,7 @@ from evals.mini.paths import (
     portable_name,
 )
 from evals.mini.train_vgm import default_config
-from evals.tasks import get_task, iter_split
+from evals.tasks import FAMILIES, check, get_task, iter_split
 from reasoner.config import load_reasoner_config
 from reasoner.video_model import VideoReasoner
 
@@ -117,6 +121,42 @@ def test_measurement_counts_passes_per_sample(reasoner: VideoReasoner) -> None:
     assert summary["base_success"] == pass_at([r["passed"] for r in records], 1)
     table = markdown_table({"samples_per_task": 2, "families": {"recolor": summary}})
     assert table.splitlines()[2].startswith("| recolor | 2 |")
+    # Sample 0's criteria are the checker's, one value per criterion it weighs.
+    for record, task in zip(records, tasks, strict=True):
+        assert set(record["criteria"]) == set(FAMILIES["recolor"].weights)
+        video = reasoner.sample(
+            reasoner.initial_noise(torch.Generator().manual_seed(0)),
+            reasoner.encode(task.instruction, first_frame_tensor(task)),
+        )
+        assert record["criteria"] == check(task, frames_to_uint8(video)).criteria
+
+
+def _record(passed: bool, criteria: dict[str, float]) -> dict:
+    one_step = {"mean_abs_diff": 0.0, "palette_agreement": 1.0, "verdict_agrees": 1.0}
+    return {"passed": [passed], "scores": [0.5], "one_step": one_step, "criteria": criteria}
+
+
+def test_criteria_are_summarized_as_shares_fully_met_and_means() -> None:
+    records = [
+        _record(False, {"reached_goal": 1.0, "object_intact": 0.5}),
+        _record(True, {"reached_goal": 1.0, "object_intact": 1.0}),
+        _record(False, {"reached_goal": 0.0, "object_intact": 0.25}),
+        _record(False, {"reached_goal": 1.0, "object_intact": 0.75}),
+    ]
+    summary = summarize(records, samples=1)
+    assert summary["criteria_met"] == {"reached_goal": 0.75, "object_intact": 0.25}
+    assert summary["criteria_mean"] == {"reached_goal": 0.75, "object_intact": 0.625}
+    table = criteria_table({"families": {"navigate": summary}}).splitlines()
+    assert table[0] == "| family | reached_goal | object_intact | passed |"
+    assert table[2] == "| navigate | 75% (0.75) | 25% (0.62) | 25% |"
+
+
+def test_measure_cli_refuses_an_unknown_family_before_loading_the_model() -> None:
+    app = typer.Typer()
+    app.command()(main)  # the module runs as `typer.run(main)`
+    result = CliRunner().invoke(app, ["--families", "navigate,mazes"])
+    assert result.exit_code == 2
+    assert "unknown families ['mazes']" in result.output
 
 
 def test_pass_at_is_the_share_of_tasks_with_an_early_pass() -> None:

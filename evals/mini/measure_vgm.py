@@ -16,7 +16,11 @@ family's independent checker. Reported per family:
 - `one_step`: how close the one-step prediction x0_hat = z1 - v(z1, 1, c)
   (the test-time optimization's view) is to the 4-step sample from the same
   noise: mean absolute pixel difference in [0, 1], share of pixels whose
-  palette colour agrees, and how often the checker's verdict agrees.
+  palette colour agrees, and how often the checker's verdict agrees;
+- `criteria_met` / `criteria_mean`: for each of the checker's criteria on
+  sample 0, the share of tasks where it is fully met (a video passes only when
+  all are) and its mean value in [0, 1] (for `object_intact`, the share of
+  frames where the object is whole) — which rule the model breaks.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -37,6 +41,8 @@ from evals.mini.paths import mini_reasoner_config, portable_name
 from evals.tasks import FAMILIES, Task, check, iter_split
 from reasoner.config import ReasonerConfig
 from reasoner.video_model import VideoReasoner
+
+Split = Literal["test", "val"]
 
 
 def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
@@ -59,6 +65,7 @@ def sample_task(
     generator = torch.Generator(device="cpu").manual_seed(noise_seed)
     passed, scores = [], []
     one_step: dict[str, float] = {}
+    criteria: dict[str, float] = {}
     for i in range(samples):
         noise = reasoner.initial_noise(generator)
         video = reasoner.sample(noise, cond)
@@ -66,6 +73,7 @@ def sample_task(
         passed.append(bool(result.passed))
         scores.append(float(result.score))
         if i == 0:
+            criteria = {k: float(v) for k, v in result.criteria.items()}
             quick = reasoner.decode(reasoner.predict_latent(noise, cond, grad="first"))
             quick_u8, video_u8 = frames_to_uint8(quick), frames_to_uint8(video)
             quick_passed = check(task, quick_u8).passed
@@ -75,7 +83,13 @@ def sample_task(
                 "verdict_agrees": float(quick_passed == result.passed),
                 "one_step_passed": float(quick_passed),
             }
-    return {"task_id": task.task_id, "passed": passed, "scores": scores, "one_step": one_step}
+    return {
+        "task_id": task.task_id,
+        "passed": passed,
+        "scores": scores,
+        "one_step": one_step,
+        "criteria": criteria,
+    }
 
 
 def pass_at(passed: list[list[bool]], n: int) -> float:
@@ -87,6 +101,7 @@ def summarize(records: list[dict[str, Any]], samples: int) -> dict[str, Any]:
     """Per-family statistics (see the module docstring) from `sample_task` records."""
     passed = [r["passed"] for r in records]
     keys = records[0]["one_step"].keys()
+    criteria = records[0]["criteria"].keys()  # one family: every record has the same ones
     return {
         "tasks": len(records),
         "base_success": pass_at(passed, 1),
@@ -94,6 +109,10 @@ def summarize(records: list[dict[str, Any]], samples: int) -> dict[str, Any]:
         "mean_score": float(np.mean([np.mean(r["scores"]) for r in records])),
         "pass_at": {n: pass_at(passed, n) for n in range(1, samples + 1)},
         "one_step": {k: float(np.mean([r["one_step"][k] for r in records])) for k in keys},
+        "criteria_met": {
+            k: float(np.mean([r["criteria"][k] >= 1.0 for r in records])) for k in criteria
+        },
+        "criteria_mean": {k: float(np.mean([r["criteria"][k] for r in records])) for k in criteria},
     }
 
 
@@ -170,6 +189,28 @@ def markdown_table(report: dict[str, Any], points: tuple[int, ...] = (1, 2, 5, 1
     return "\n".join(rows)
 
 
+def criteria_table(report: dict[str, Any]) -> str:
+    """Which criteria hold on sample 0, as Markdown: per family, the share of tasks where
+    each criterion is fully met, with its mean value in brackets."""
+    fams = report["families"]
+    names: list[str] = []
+    for stats in fams.values():
+        names += [k for k in stats["criteria_met"] if k not in names]
+    rows = [
+        "| family | " + " | ".join(names) + " | passed |",
+        "|" + "---|" * (len(names) + 2),
+    ]
+    for family, stats in fams.items():
+        cells = [
+            f"{stats['criteria_met'][k]:.0%} ({stats['criteria_mean'][k]:.2f})"
+            if k in stats["criteria_met"]
+            else "—"
+            for k in names
+        ]
+        rows.append(f"| {family} | " + " | ".join(cells) + f" | {stats['base_success']:.0%} |")
+    return "\n".join(rows)
+
+
 def main(
     per_family: Annotated[int, typer.Option(min=1, help="Test tasks per family.")] = 50,
     samples: Annotated[int, typer.Option(min=1, help="Samples per task (pass@1..N).")] = 20,
@@ -182,6 +223,12 @@ def main(
     device: Annotated[
         str, typer.Option(help="Where the video model runs: 'cpu', or 'cuda' / 'cuda:N'.")
     ] = "cpu",
+    split: Annotated[
+        Split, typer.Option(help="Task split: 'test' (held out) or 'val' (for tuning).")
+    ] = "test",
+    families: Annotated[
+        str | None, typer.Option(help="Comma-separated families (default: all).")
+    ] = None,
 ) -> None:
     """Base success per family and the oracle pass@N curve of the mini VGM."""
     device_option(device)
@@ -191,11 +238,20 @@ def main(
         data["video_model"]["source"] = str(model)
     data["video_model"]["device"] = device
     cfg = ReasonerConfig.model_validate(data)
-    report = measure(cfg, per_family, samples, noise_seed)
+    names = None if families is None else [f.strip() for f in families.split(",") if f.strip()]
+    unknown = [f for f in names or [] if f not in FAMILIES]
+    if unknown or names == []:
+        raise typer.BadParameter(
+            f"unknown families {unknown or families!r}; use some of {', '.join(FAMILIES)}",
+            param_hint="--families",
+        )
+    report = measure(cfg, per_family, samples, noise_seed, families=names, split=split)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1) + "\n")
     typer.echo(markdown_table(report))
+    typer.echo("\nCriteria on sample 0: share of tasks fully meeting each (mean value):\n")
+    typer.echo(criteria_table(report))
 
 
 if __name__ == "__main__":
