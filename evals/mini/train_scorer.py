@@ -360,7 +360,7 @@ class BatchedAnswerer:
         ]
         tail_ids, tail_mask = self._left_pad(tails, self.pad_id)
         tail_ids, tail_mask = tail_ids.to(self.device), tail_mask.to(self.device)
-        cache = head.past_key_values
+        cache = head.cache
         cache.reorder_cache(owner)  # index_select on the batch: differentiable
         next_position = positions.amax(dim=(0, 2))[owner] + 1  # (rows,)
         tail_positions = next_position[:, None] + (tail_mask.cumsum(-1) - 1).clamp(min=0)
@@ -368,7 +368,7 @@ class BatchedAnswerer:
             input_ids=tail_ids,
             attention_mask=torch.cat([head_mask[owner], tail_mask], dim=1),
             position_ids=tail_positions[None].expand(3, -1, -1),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             logits_to_keep=1,
         )
