@@ -684,6 +684,214 @@ def _window_entry(record: dict[str, Any]) -> StepResult:
     return StepResult(loss=torch.zeros(()), **record)
 
 
+class ScorerTrainer:
+    """One training run of the scorer: the model, its training-only read-outs, the
+    optimizer and the log, with checkpoints in ``work_dir`` (see :func:`train`)."""
+
+    def __init__(
+        self,
+        cfg: ScorerTrainConfig,
+        *,
+        sampler: VideoSampler | None = None,
+        progress: bool = True,
+        device: str = "cpu",
+        work_dir: Path | None = None,
+        checkpoint_every: int = 100,
+        time_limit_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if time_limit_s is not None and work_dir is None:
+            raise ValueError("a time limit needs a work_dir to keep the checkpoint in")
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
+        self.cfg = cfg
+        self.sampler = sampler
+        self.progress = progress
+        self.device = training_device(device)
+        self.checkpoint = None if work_dir is None else Path(work_dir) / "checkpoint.pt"
+        self.checkpoint_every = checkpoint_every
+        self.limit = TimeLimit(time_limit_s, clock)
+        self.limit.start()
+        torch.set_num_threads(cfg.num_threads)
+        self.started = time.time()
+        self.seconds_before = 0.0
+        """Training seconds of the runs this one resumes."""
+        # The construction order below fixes the random draws; keep it.
+        self.model, self.tokenizer = build_scorer_model(cfg)
+        self.model.to(self.device).train()
+        self.answerer = BatchedAnswerer(self.model, self.tokenizer)
+        self.rates = calibration_rates(cfg, sampler) if cfg.data.balance else {}
+        # The read-outs only shape the vision tokens during training; none is saved.
+        self.palette_head = palette_head_for(self.model, cfg.seed).to(self.device)
+        self.align = (
+            ColorAlignHead.for_tokenizer(self.tokenizer).to(self.device)
+            if cfg.align_weight > 0
+            else None
+        )
+        self.criteria_head = (
+            CriteriaHead(
+                self.model.config.vision_config.out_hidden_size, cfg.data.families, cfg.seed
+            ).to(self.device)
+            if cfg.criteria_weight > 0
+            else None
+        )
+        self.optimizer = self._optimizer()
+        self.history: list[dict[str, Any]] = []
+        """One summary per ``log_every`` steps."""
+        self.window: list[StepResult] = []
+        """The steps since the last summary."""
+        # What must match for a checkpoint to be resumed: the recipe and the data it draws.
+        self.identity = {
+            "recipe": cfg.model_dump(mode="json"),
+            "video_model_samples": sampler is not None,
+        }
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module | None]:
+        return {
+            "model": self.model,
+            "palette_head": self.palette_head,
+            "align": self.align,
+            "criteria": self.criteria_head,
+        }
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        named = list(self.model.named_parameters())
+        decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n]
+        no_decay = [p for n, p in named if p.ndim < 2 or "embed" in n]
+        decay += list(self.palette_head.parameters())
+        if self.criteria_head is not None:
+            decay += list(self.criteria_head.parameters())
+        if self.align is not None:
+            no_decay += list(self.align.parameters())
+        return torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=cfg.lr,
+            betas=(0.9, 0.95),
+        )
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    def _seconds(self) -> float:
+        return self.seconds_before + time.time() - self.started
+
+    def resume(self) -> int:
+        """Load the checkpoint when there is one; the first step still to run."""
+        if self.checkpoint is None or not self.checkpoint.is_file():
+            return 0
+        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        if state["identity"] != self.identity:
+            raise ValueError(
+                f"{self.checkpoint} was written by a different recipe (or with/without the "
+                f"video model's samples); delete {self.checkpoint.parent} or pass the same "
+                "configuration to resume"
+            )
+        for name, module in self.modules.items():
+            if module is not None:
+                module.load_state_dict(state["modules"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = state["history"]
+        self.window = [_window_entry(r) for r in state["window"]]
+        self.seconds_before = state["seconds"]
+        if self.progress:
+            typer.echo(f"resuming at step {state['step']} from {self.checkpoint}")
+        return int(state["step"])
+
+    def _save_checkpoint(self, step: int) -> None:
+        assert self.checkpoint is not None
+        state = {
+            "identity": self.identity,
+            "step": step,
+            "modules": {n: m.state_dict() for n, m in self.modules.items() if m is not None},
+            "optimizer": self.optimizer.state_dict(),
+            "history": self.history,
+            "window": [_window_record(r) for r in self.window],
+            "seconds": self._seconds(),
+        }
+        save_atomic(state, self.checkpoint)
+
+    # -- training ------------------------------------------------------------------
+
+    def step(self, step: int) -> StepResult:
+        """Training step ``step``: its batch (a function of the step), losses and update."""
+        cfg = self.cfg
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        examples = train_batch(cfg, step, self.sampler)
+        items = items_from_examples(
+            examples, cfg.data, generator, self.rates if cfg.data.balance else None
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        result = step_losses(
+            self.answerer,
+            items,
+            self.palette_head,
+            cfg.aux_weight,
+            self.align,
+            cfg.align_weight,
+            self.criteria_head,
+            cfg.criteria_weight,
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        return result
+
+    def run(self) -> bool:
+        """Every step left; False when the time limit stopped it at a checkpoint first."""
+        cfg = self.cfg
+        first_step = self.resume()
+        with _progress_bar(self.progress) as bar:
+            task = bar.add_task(
+                "training the mini scorer", total=cfg.steps, completed=first_step, loss=math.nan
+            )
+            for step in range(first_step, cfg.steps):
+                result = self.step(step)
+                self.window.append(result)
+                if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+                    self.history.append(_summary(step + 1, self.window))
+                    bar.console.print(self.history[-1])
+                    self.window = []
+                bar.update(task, advance=1, loss=result.answer_loss)
+                if self.checkpoint is None:
+                    continue
+                if (step + 1) % self.checkpoint_every == 0 or step + 1 == cfg.steps:
+                    self._save_checkpoint(step + 1)
+                    if step + 1 < cfg.steps and self.limit.reached():
+                        where = f"step {step + 1}/{cfg.steps}"
+                        bar.console.print(self.limit.stop_message(where, self.checkpoint.parent))
+                        return False
+        return True
+
+    def export(self, out_dir: Path, evaluate_after: bool = True) -> dict[str, Any]:
+        """Save the model and tokenizer to ``out_dir`` with the card; returns the card."""
+        self.model.eval().to("cpu")  # the saved folder loads on any machine
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out_dir)
+        self.tokenizer.save_pretrained(out_dir)
+        card: dict[str, Any] = {
+            "recipe": self.cfg.model_dump(mode="json"),
+            "train_seconds": round(self._seconds(), 1),
+            "device": self.device.type,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "history": self.history,
+            "video_model_samples": self.sampler is not None,
+            "balance_yes_rates": {
+                f"{f}/{c}": round(r, 4) for (f, c), r in sorted(self.rates.items())
+            },
+        }
+        if evaluate_after:
+            scorer = VQAScorer.from_pretrained(str(out_dir), device=self.device)
+            card["evaluation"] = evaluate(scorer, self.cfg, sampler=self.sampler)
+        (out_dir / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
+        return card
+
+
 def train(
     cfg: ScorerTrainConfig,
     out_dir: Path,
@@ -708,144 +916,19 @@ def train(
     (which needs ``work_dir``) stops the run at the first checkpoint past it:
     nothing is saved to ``out_dir`` and None is returned.
     """
-    where = training_device(device)
-    if time_limit_s is not None and work_dir is None:
-        raise ValueError("a time limit needs a work_dir to keep the checkpoint in")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
-    limit = TimeLimit(time_limit_s, clock)
-    limit.start()
-    torch.set_num_threads(cfg.num_threads)
-    started = time.time()
-    model, tokenizer = build_scorer_model(cfg)
-    model.to(where).train()
-    answerer = BatchedAnswerer(model, tokenizer)
-    rates = calibration_rates(cfg, sampler) if cfg.data.balance else {}
-    # The palette read-out only shapes the vision tokens during training; it is
-    # not part of the saved model.
-    head = palette_head_for(model, cfg.seed).to(where)
-    align = ColorAlignHead.for_tokenizer(tokenizer).to(where) if cfg.align_weight > 0 else None
-    criteria_head = (
-        CriteriaHead(model.config.vision_config.out_hidden_size, cfg.data.families, cfg.seed).to(
-            where
-        )
-        if cfg.criteria_weight > 0
-        else None
+    trainer = ScorerTrainer(
+        cfg,
+        sampler=sampler,
+        progress=progress,
+        device=device,
+        work_dir=work_dir,
+        checkpoint_every=checkpoint_every,
+        time_limit_s=time_limit_s,
+        clock=clock,
     )
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embed" in n]
-    optimizer = torch.optim.AdamW(
-        [
-            {
-                "params": decay
-                + list(head.parameters())
-                + ([] if criteria_head is None else list(criteria_head.parameters())),
-                "weight_decay": cfg.weight_decay,
-            },
-            {
-                "params": no_decay + ([] if align is None else list(align.parameters())),
-                "weight_decay": 0.0,
-            },
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
-    history: list[dict[str, Any]] = []
-    window: list[StepResult] = []
-    modules = {"model": model, "palette_head": head, "align": align, "criteria": criteria_head}
-    # What must match for a checkpoint to be resumed: the recipe and the data it draws.
-    identity = {"recipe": cfg.model_dump(mode="json"), "video_model_samples": sampler is not None}
-    checkpoint = None if work_dir is None else Path(work_dir) / "checkpoint.pt"
-    first_step, seconds_before = 0, 0.0
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=where, weights_only=False)
-        if state["identity"] != identity:
-            raise ValueError(
-                f"{checkpoint} was written by a different recipe (or with/without the video "
-                f"model's samples); delete {checkpoint.parent} or pass the same configuration "
-                "to resume"
-            )
-        for name, module in modules.items():
-            if module is not None:
-                module.load_state_dict(state["modules"][name])
-        optimizer.load_state_dict(state["optimizer"])
-        history = state["history"]
-        window = [_window_entry(r) for r in state["window"]]
-        first_step, seconds_before = state["step"], state["seconds"]
-        if progress:
-            typer.echo(f"resuming at step {first_step} from {checkpoint}")
-
-    def save_checkpoint(step: int) -> None:
-        assert checkpoint is not None
-        state = {
-            "identity": identity,
-            "step": step,
-            "modules": {n: m.state_dict() for n, m in modules.items() if m is not None},
-            "optimizer": optimizer.state_dict(),
-            "history": history,
-            "window": [_window_record(r) for r in window],
-            "seconds": seconds_before + time.time() - started,
-        }
-        save_atomic(state, checkpoint)
-
-    with _progress_bar(progress) as bar:
-        task = bar.add_task(
-            "training the mini scorer", total=cfg.steps, completed=first_step, loss=float("nan")
-        )
-        for step in range(first_step, cfg.steps):
-            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            examples = train_batch(cfg, step, sampler)
-            items = items_from_examples(
-                examples, cfg.data, generator, rates if cfg.data.balance else None
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, cfg)
-            result = step_losses(
-                answerer,
-                items,
-                head,
-                cfg.aux_weight,
-                align,
-                cfg.align_weight,
-                criteria_head,
-                cfg.criteria_weight,
-            )
-            optimizer.zero_grad(set_to_none=True)
-            result.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            window.append(result)
-            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                history.append(_summary(step + 1, window))
-                bar.console.print(history[-1])
-                window = []
-            bar.update(task, advance=1, loss=result.answer_loss)
-            if checkpoint is None:
-                continue
-            if (step + 1) % checkpoint_every == 0 or step + 1 == cfg.steps:
-                save_checkpoint(step + 1)
-                if step + 1 < cfg.steps and limit.reached():
-                    where = f"step {step + 1}/{cfg.steps}"
-                    bar.console.print(limit.stop_message(where, checkpoint.parent))
-                    return None
-    model.eval().to("cpu")  # the saved folder loads on any machine
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    card: dict[str, Any] = {
-        "recipe": cfg.model_dump(mode="json"),
-        "train_seconds": round(seconds_before + time.time() - started, 1),
-        "device": where.type,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "history": history,
-        "video_model_samples": sampler is not None,
-        "balance_yes_rates": {f"{f}/{c}": round(r, 4) for (f, c), r in sorted(rates.items())},
-    }
-    if evaluate_after:
-        scorer = VQAScorer.from_pretrained(str(out_dir), device=where)
-        card["evaluation"] = evaluate(scorer, cfg, sampler=sampler)
-    (out_dir / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
-    return card
+    if not trainer.run():
+        return None
+    return trainer.export(out_dir, evaluate_after)
 
 
 def _summary(step: int, window: Sequence[StepResult]) -> dict[str, Any]:
