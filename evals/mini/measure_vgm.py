@@ -212,7 +212,7 @@ def criteria_table(report: dict[str, Any]) -> str:
 
 
 def main(
-    per_family: Annotated[int, typer.Option(min=1, help="Test tasks per family.")] = 50,
+    per_family: Annotated[int, typer.Option(min=1, help="Tasks per family (of --split).")] = 50,
     samples: Annotated[int, typer.Option(min=1, help="Samples per task (pass@1..N).")] = 20,
     noise_seed: Annotated[int, typer.Option(help="Seed of each task's noise generator.")] = 0,
     model: Annotated[
