@@ -38,7 +38,7 @@ import typer
 from evals.checkers.pixels import classify
 from evals.mini.device import device_option
 from evals.mini.paths import mini_reasoner_config, portable_name
-from evals.tasks import FAMILIES, Task, check, iter_split
+from evals.tasks import Task, TaskIdError, check, iter_split, resolve_families
 from reasoner.config import ReasonerConfig
 from reasoner.video_model import VideoReasoner
 
@@ -127,7 +127,7 @@ def measure(
 ) -> dict[str, Any]:
     """Sample and score `per_family` tasks of every family; returns the JSON-ready report."""
     reasoner = VideoReasoner.from_config(cfg, attach_lora=False)
-    names = list(FAMILIES) if families is None else families
+    names = resolve_families(families)
     report: dict[str, Any] = {
         "model": portable_name(cfg.video_model.source),
         "split": split,
@@ -238,13 +238,14 @@ def main(
         data["video_model"]["source"] = str(model)
     data["video_model"]["device"] = device
     cfg = ReasonerConfig.model_validate(data)
-    names = None if families is None else [f.strip() for f in families.split(",") if f.strip()]
-    unknown = [f for f in names or [] if f not in FAMILIES]
-    if unknown or names == []:
-        raise typer.BadParameter(
-            f"unknown families {unknown or families!r}; use some of {', '.join(FAMILIES)}",
-            param_hint="--families",
-        )
+    # Checked here, before `measure` loads the model.
+    asked = None if families is None else [f.strip() for f in families.split(",") if f.strip()]
+    try:
+        names = resolve_families(asked)
+    except TaskIdError as err:
+        raise typer.BadParameter(str(err), param_hint="--families") from err
+    if not names:
+        raise typer.BadParameter(f"no family in {families!r}", param_hint="--families")
     report = measure(cfg, per_family, samples, noise_seed, families=names, split=split)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,7 @@ from evals.mini.vgm_model import (
     euler_sample,
     save_model_folder,
 )
-from evals.tasks import FAMILIES
+from evals.tasks import FAMILIES, resolve_families
 from reasoner.flow import make_scheduler, sampler_sigmas
 
 # Offsets that keep the two stages' train seeds apart (the train split has 1e6 seeds).
@@ -152,9 +152,7 @@ class VgmTrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> VgmTrainConfig:
-        unknown = [f for f in self.families if f not in FAMILIES]
-        if unknown:
-            raise ValueError(f"unknown families {unknown}; use some of {', '.join(FAMILIES)}")
+        resolve_families(self.families)  # an unknown name is an error naming the known ones
         if self.distill_steps and not self.distill_pairs:
             raise ValueError("distill_steps > 0 needs distill_pairs > 0")
         if self.distill_pairs and self.distill_pairs < self.batch_size:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from transformers import T5Tokenizer
 
-from evals.tasks import FAMILIES, SPLITS, Task
+from evals.tasks import FAMILIES, SPLITS, Task, resolve_families
 from evals.tasks.palette import COLOR_NAMES
 
 MARKER = "\u2581"
@@ -60,7 +60,7 @@ def instruction_words(families: Sequence[str] | None = None) -> list[str]:
     seeds (which fill the placeholders: colours, counts), plus the palette's
     colour names.
     """
-    names = list(FAMILIES) if families is None else list(families)
+    names = resolve_families(families)
     found: set[str] = set(COLOR_NAMES)
     for name in names:
         found |= _family_words(name)
@@ -123,10 +123,7 @@ class DemoStream:
         size: int = 32,
         num_frames: int = 17,
     ) -> None:
-        self.families = list(FAMILIES) if families is None else list(families)
-        unknown = [f for f in self.families if f not in FAMILIES]
-        if unknown:
-            raise ValueError(f"unknown families {unknown}; use some of {', '.join(FAMILIES)}")
+        self.families = resolve_families(families)
         train = SPLITS["train"]
         if not train.start <= first_seed < train.stop:
             raise ValueError(f"first_seed {first_seed} is outside the train split {train}")

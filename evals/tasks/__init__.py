@@ -16,6 +16,7 @@ from evals.tasks.registry import (
     iter_split,
     parse_task_id,
     perturb,
+    resolve_families,
 )
 from evals.tasks.splits import SPLITS, layout_split, split_of_seed
 
@@ -34,5 +35,6 @@ __all__ = [
     "layout_split",
     "parse_task_id",
     "perturb",
+    "resolve_families",
     "split_of_seed",
 ]

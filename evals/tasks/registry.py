@@ -42,7 +42,9 @@ def get_task(task_id: str, size: int = 32, num_frames: int = 17) -> Task:
     return FAMILIES[family].generate(seed, size=size, num_frames=num_frames)
 
 
-def _families(names: Iterable[str] | None) -> list[str]:
+def resolve_families(names: Iterable[str] | None) -> list[str]:
+    """The named families in the given order (all of them for None); an unknown name is
+    a TaskIdError that lists the known ones."""
     chosen = list(FAMILIES) if names is None else list(names)
     unknown = [n for n in chosen if n not in FAMILIES]
     if unknown:
@@ -63,7 +65,7 @@ def iter_split(
     """
     if split not in SPLITS:
         raise TaskIdError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    names = _families(families)
+    names = resolve_families(families)
     seeds = SPLITS[split]
     if limit is not None:
         seeds = seeds[: max(limit, 0)]
