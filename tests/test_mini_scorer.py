@@ -328,6 +328,9 @@ def test_evaluate_scorer_cli_asks_either_set_of_phrasings(tmp_path: Path) -> Non
         assert acc["task_questions"] == pytest.approx(correct / rows["task_questions"], abs=1e-3)
     bad = runner.invoke(evaluate_scorer.app, ["--scorer", str(tmp_path), "--no-vgm"])
     assert bad.exit_code == 2 and "evals.mini.train_scorer" in bad.output
+    for option, value in (("--split", "train"), ("--phrasings", "paraphrased")):
+        refused = runner.invoke(evaluate_scorer.app, [option, value, "--no-vgm"])
+        assert refused.exit_code == 2 and value in refused.output, refused.output
 
 
 def test_a_time_limited_run_resumes_to_the_weights_and_log_of_one_run(tmp_path: Path) -> None:

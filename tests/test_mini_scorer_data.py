@@ -150,8 +150,10 @@ def test_nuisance_jitter_is_seeded_and_small() -> None:
 
 
 def test_bad_data_configs_are_rejected() -> None:
-    with pytest.raises(ValueError, match="families"):
+    with pytest.raises(ValueError, match=r"unknown families.*use some of navigate"):
         ScorerDataConfig(families=["sokoban"])
+    with pytest.raises(ValueError, match="at least one"):
+        ScorerDataConfig(families=[])
     with pytest.raises(ValueError, match="source_weights"):
         ScorerDataConfig(source_weights={"solution": 0.0})
     with pytest.raises(ValueError, match="source_weights"):

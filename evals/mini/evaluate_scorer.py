@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
+from evals.mini.options import EvalSplitOption
 from evals.mini.paths import MINI_SCORER_DIR
 from evals.mini.train_scorer import (
     CARD_NAME,
@@ -52,9 +53,10 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
 def main(
     scorer: Annotated[Path, typer.Option(help="Trained scorer folder.")] = MINI_SCORER_DIR,
     phrasings: Annotated[
-        str, typer.Option(help="'train' (the teacher's wordings) or 'held_out' (the card's).")
+        Phrasings,
+        typer.Option(help="'train' (the teacher's wordings) or 'held_out' (the card's)."),
     ] = "train",
-    split: Annotated[str, typer.Option(help="Task split: 'test' or 'val'.")] = "test",
+    split: EvalSplitOption = "test",
     tasks_per_family: Annotated[int, typer.Option(min=1, help="Tasks per family.")] = 50,
     vgm: Annotated[
         bool, typer.Option(help="Include samples of the shipped mini video model, as training did.")
@@ -62,10 +64,6 @@ def main(
     out: Annotated[Path | None, typer.Option(help="Write the result here as JSON.")] = None,
 ) -> None:
     """Accuracy of a mini scorer on held-out tasks (P(Yes) > P(No) is "Yes")."""
-    if phrasings not in ("train", "held_out"):
-        raise typer.BadParameter("use 'train' or 'held_out'", param_hint="--phrasings")
-    if split not in ("test", "val"):
-        raise typer.BadParameter("use 'test' or 'val'", param_hint="--split")
     from reasoner.vqa import VQAScorer
 
     try:
@@ -74,14 +72,13 @@ def main(
         raise typer.BadParameter(str(error), param_hint="--scorer") from None
     sampler = shipped_vgm_sampler(cfg.vgm_drift_std) if vgm else None
     model = VQAScorer.from_pretrained(str(scorer))
-    chosen: Phrasings = "train" if phrasings == "train" else "held_out"
     result = evaluate(
         model,
         cfg,
         sampler=sampler,
         split=split,
         tasks_per_family=tasks_per_family,
-        phrasings=chosen,
+        phrasings=phrasings,
         progress=True,
     )
     result |= {"scorer": scorer.name, "tasks_per_family": tasks_per_family, "vgm_samples": vgm}

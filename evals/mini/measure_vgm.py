@@ -29,7 +29,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -37,12 +37,11 @@ import typer
 
 from evals.checkers.pixels import classify
 from evals.mini.device import device_option
+from evals.mini.options import EvalSplitOption
 from evals.mini.paths import mini_reasoner_config, portable_name
 from evals.tasks import Task, TaskIdError, check, iter_split, resolve_families
 from reasoner.config import ReasonerConfig
 from reasoner.video_model import VideoReasoner
-
-Split = Literal["test", "val"]
 
 
 def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
@@ -223,9 +222,7 @@ def main(
     device: Annotated[
         str, typer.Option(help="Where the video model runs: 'cpu', or 'cuda' / 'cuda:N'.")
     ] = "cpu",
-    split: Annotated[
-        Split, typer.Option(help="Task split: 'test' (held out) or 'val' (for tuning).")
-    ] = "test",
+    split: EvalSplitOption = "test",
     families: Annotated[
         str | None, typer.Option(help="Comma-separated families (default: all).")
     ] = None,

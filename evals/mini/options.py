@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -10,6 +10,14 @@ TrainingDeviceOption = Annotated[
     str, typer.Option(help="Where to train: 'cpu', or 'cuda' / 'cuda:N' for a GPU.")
 ]
 """`--device` of the trainers; `evals.mini.device.device_option` checks the value."""
+
+EvalSplit = Literal["test", "val"]
+"""The splits a mini model is measured on: held-out test tasks, or val tasks for tuning."""
+
+EvalSplitOption = Annotated[
+    EvalSplit, typer.Option(help="Task split: 'test' (held out) or 'val' (for tuning).")
+]
+"""`--split` of the measuring commands; typer refuses any other value."""
 
 MaxMinutesOption = Annotated[
     float | None,

@@ -52,7 +52,7 @@ from evals.mini.questions import (
     object_colors,
     questions_for,
 )
-from evals.tasks import FAMILIES, SPLITS, Task, check, perturb
+from evals.tasks import FAMILIES, SPLITS, Task, check, perturb, resolve_families
 from evals.tasks.palette import BACKGROUND, COLOR_NAMES, OBJECT_COLORS, PALETTE_RGB, rgb
 from evals.video_io import to_uint8
 from reasoner.video_model import VideoReasoner
@@ -137,10 +137,9 @@ class ScorerDataConfig(BaseModel):
     @field_validator("families")
     @classmethod
     def _known_families(cls, value: list[str]) -> list[str]:
-        unknown = [f for f in value if f not in FAMILIES]
-        if unknown or not value:
-            raise ValueError(f"families must be some of {', '.join(FAMILIES)}; got {value}")
-        return value
+        if not value:
+            raise ValueError(f"families must name at least one of {', '.join(FAMILIES)}")
+        return resolve_families(value)
 
     @field_validator("source_weights")
     @classmethod
