@@ -19,12 +19,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     import torch
+
+
+def _ffmpeg() -> ModuleType:
+    # Imported on first use: the mini trainers import this module for its array helpers
+    # only, and may run where no ffmpeg build is installed (an offline GPU node).
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg
+
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 READABLE_SUFFIXES = (*VIDEO_SUFFIXES, ".npy")
@@ -86,7 +96,7 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: float, lossless: bool) -> No
         if height % 2 or width % 2:
             raise ValueError(f"{path.name}: 4:2:0 mp4 needs even sides, got {width}x{height}")
         pix_fmt, params = "yuv420p", ["-crf", "18"]
-    writer = imageio_ffmpeg.write_frames(
+    writer = _ffmpeg().write_frames(
         str(path),
         (width, height),
         fps=fps,
@@ -153,7 +163,7 @@ def is_chroma_subsampled(path: str | Path) -> bool:
     if path.suffix.lower() != ".mp4" or not path.is_file():
         return False
     try:
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        reader = _ffmpeg().read_frames(str(path), pix_fmt="rgb24")
         pix_fmt = str(next(reader).get("pix_fmt", ""))
         reader.close()
     except (OSError, RuntimeError, StopIteration, ValueError):
@@ -163,7 +173,7 @@ def is_chroma_subsampled(path: str | Path) -> bool:
 
 def _read_mp4(path: Path) -> np.ndarray:
     try:
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+        reader = _ffmpeg().read_frames(str(path), pix_fmt="rgb24")
         meta = next(reader)
         width, height = meta["size"]
         frames = [np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3) for raw in reader]

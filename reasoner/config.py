@@ -115,7 +115,9 @@ class VideoModelConfig(_Strict):
         ),
     )
     preset_seed: int = Field(
-        0, description="Seed of the random weights when source is an architecture preset."
+        0,
+        description="Seed of the random weights when source is an architecture preset (the "
+        "weights are drawn on `device`, so a GPU gives other weights than the CPU for one seed).",
     )
     distill_lora: str | None = Field(
         None,

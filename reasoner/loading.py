@@ -258,8 +258,9 @@ def _check_taehv(cfg: ReasonerConfig, geometry: LatentGeometry, is_preset: bool)
 
 def _seeded_init(device: torch.device) -> Any:
     # Module constructors draw their random init from the global RNG; fork it
-    # so a preset's weights depend on preset_seed only and the caller's RNG
-    # state is left untouched.
+    # so a preset's weights depend on preset_seed (and the device type: a GPU's
+    # generator draws other numbers than the CPU's) and the caller's RNG state is
+    # left untouched.
     devices = [device] if device.type == "cuda" else []
     return torch.random.fork_rng(devices=devices, device_type=device.type)
 

@@ -365,5 +365,21 @@ def test_a_time_limited_run_resumes_to_the_weights_and_log_of_one_run(tmp_path: 
 
     with pytest.raises(ValueError, match="different recipe"):
         train(_tiny_config(steps=4), tmp_path / "c", progress=False, work_dir=tmp_path / "work")
+    # Another thread count resumes the same run (a laptop's run going on on a larger machine).
+    threads = torch.get_num_threads()
+    try:
+        more_threads = cfg.model_copy(update={"num_threads": cfg.num_threads + 1})
+        again = train(
+            more_threads,
+            tmp_path / "e",
+            evaluate_after=False,
+            progress=False,
+            work_dir=tmp_path / "work",
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert again is not None and again["history"] == straight["history"]
+    e = load_file(tmp_path / "e" / "model.safetensors")
+    assert all(torch.equal(a[k], e[k]) for k in a)  # nothing left to train: step 3 of 3
     with pytest.raises(ValueError, match="needs a work_dir"):
         train(cfg, tmp_path / "d", progress=False, time_limit_s=60)

@@ -158,3 +158,26 @@ def test_grid_tiles_images_side_by_side() -> None:
     assert sheet.shape == (2 * (64 + 1) + 1, 3 * (64 + 1) + 1, 3)
     assert (sheet[1:65, 1:65] == upscale(frames[0], 2)).all()
     assert (sheet[66:130, 66:130] == upscale(frames[4], 2)).all()
+
+
+def test_the_mini_trainers_import_without_ffmpeg(tmp_path: Path) -> None:
+    """They use this module's array helpers only, so an offline GPU node without an
+    ffmpeg build can train; ffmpeg is imported when a video file is read or written."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "import evals.mini.measure_vgm, evals.mini.train_scorer, evals.mini.train_vgm\n"
+        "from evals.video_io import write_video\n"
+        "assert 'imageio_ffmpeg' not in sys.modules, 'imported at module level'\n"
+        "write_video(sys.argv[1], np.zeros((2, 8, 8, 3), np.uint8))\n"
+        "assert 'imageio_ffmpeg' in sys.modules\n"
+    )
+    video = tmp_path / "x.mp4"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(video)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert read_video(video).shape == (2, 8, 8, 3)

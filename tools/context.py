@@ -294,7 +294,12 @@ class RunContext:
             self.session = None  # rebuilt from the spec, then loaded from the file
             if session_file is not None:
                 session = self.ensure_session()
-                saved = torch.load(self.resolve(session_file), weights_only=True)
+                # onto this run's device: a run saved on a GPU resumes on a CPU and back
+                saved = torch.load(
+                    self.resolve(session_file),
+                    map_location=self.reasoner.device,
+                    weights_only=True,
+                )
                 session.load_state_dict(saved)
                 # A revision after the last burst: losses under the old spec no longer
                 # pick the best iterate (what set_reward did in the original process).

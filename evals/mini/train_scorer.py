@@ -741,8 +741,10 @@ class ScorerTrainer:
         self.window: list[StepResult] = []
         """The steps since the last summary."""
         # What must match for a checkpoint to be resumed: the recipe and the data it draws.
+        # Not the thread count: a run started on a laptop may go on on a larger machine
+        # (the float sums then differ, as they do on another device).
         self.identity = {
-            "recipe": cfg.model_dump(mode="json"),
+            "recipe": cfg.model_dump(mode="json", exclude={"num_threads"}),
             "video_model_samples": sampler is not None,
         }
 
@@ -783,7 +785,9 @@ class ScorerTrainer:
         """Load the checkpoint when there is one; the first step still to run."""
         if self.checkpoint is None or not self.checkpoint.is_file():
             return 0
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        # On the CPU: the modules and the optimizer copy their parts to their own device,
+        # and an optimizer's step count must stay on the CPU (on a GPU, AdamW would sync on it).
+        state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
         if state["identity"] != self.identity:
             raise ValueError(
                 f"{self.checkpoint} was written by a different recipe (or with/without the "
@@ -912,7 +916,8 @@ def train(
 
     With ``work_dir``, a checkpoint is written there every ``checkpoint_every``
     steps and a rerun resumes from it, ending with the same weights as one
-    uninterrupted run (every draw is a function of the step). ``time_limit_s``
+    uninterrupted run (every draw is a function of the step; on a GPU, whose kernels
+    may sum in a varying order, up to float noise). ``time_limit_s``
     (which needs ``work_dir``) stops the run at the first checkpoint past it:
     nothing is saved to ``out_dir`` and None is returned.
     """

@@ -24,6 +24,8 @@ batches are a pure function of the step, so a run stopped at any point and
 resumed from its checkpoint ends with the same weights. The draws are made on
 the CPU and moved to the training device (`--device cuda` trains on a GPU), so
 a GPU run sees the same data and noise as a CPU run; only its float sums differ.
+(On a GPU some kernels sum in a varying order, so there a resumed run, like a second
+run, ends with weights equal up to float noise rather than bit for bit.)
 """
 
 from __future__ import annotations
@@ -298,7 +300,9 @@ class Trainer:
         path = self._checkpoint_path()
         if not path.is_file():
             return None
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        # On the CPU: the model and optimizer copy their parts to their own device, and
+        # an optimizer's step count must stay on the CPU (on a GPU, AdamW would sync on it).
+        state = torch.load(path, map_location="cpu", weights_only=False)
         if state["config"] != self.cfg.model_dump():
             raise ValueError(
                 f"{path} was written by a different recipe; delete {self.work_dir} or pass "
@@ -486,7 +490,7 @@ class Trainer:
         ema = _Ema(self.trainable, self.cfg.ema_decay)
         if state is not None:
             opt.load_state_dict(state["optimizer"])
-            ema.shadow = state["ema"]
+            ema.shadow = {k: v.to(self.device) for k, v in state["ema"].items()}
         return opt, ema
 
     def train(self) -> bool:
