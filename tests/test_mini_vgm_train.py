@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from evals.mini.paths import REPO_CONFIG
-from evals.mini.train_vgm import Trainer, VgmTrainConfig, emphasis_weights, read_sampler
+from evals.mini.train_vgm import (
+    LOSS_READ_EVERY,
+    Trainer,
+    VgmTrainConfig,
+    emphasis_weights,
+    read_sampler,
+)
 from evals.mini.vgm_data import (
     DemoStream,
     build_mini_tokenizer,
@@ -225,9 +231,35 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path: Path) -> None:
     resumed.train()
     for key, value in straight.trainable.state_dict().items():
         torch.testing.assert_close(resumed.trainable.state_dict()[key], value, rtol=0, atol=0)
+    assert resumed.history == straight.history
 
     with pytest.raises(ValueError, match="different recipe"):
         quiet_trainer(tiny_recipe(flow_lr=0.5), tmp_path / "b").train()
+
+
+def test_every_step_loss_is_logged_though_read_every_few_steps(tmp_path: Path) -> None:
+    """Losses are read in groups (LOSS_READ_EVERY) and at checkpoints; none is lost."""
+    steps = LOSS_READ_EVERY + 3
+    recipe = tiny_recipe(flow_steps=steps, distill_steps=0, distill_pairs=0)
+    trainer = Trainer(
+        recipe,
+        tmp_path,
+        threads=1,
+        checkpoint_every=steps - 1,
+        show_progress=False,
+        log=lambda _: None,
+    )
+    seen: list[float] = []
+    flow_loss = trainer._flow_loss
+
+    def recorded(step: int, stream: object) -> torch.Tensor:
+        loss = flow_loss(step, stream)  # type: ignore[arg-type]
+        seen.append(loss.item())
+        return loss
+
+    trainer._flow_loss = recorded  # type: ignore[method-assign]
+    assert trainer.train() is True
+    assert trainer.history["flow"] == seen and len(seen) == steps
 
 
 def test_emphasis_weights_favour_objects_and_changes() -> None:

@@ -214,6 +214,10 @@ def emphasis_weights(target: torch.Tensor, factor: float) -> torch.Tensor:
     return weights / weights.mean()
 
 
+LOSS_READ_EVERY = 10
+"""Steps between reads of the training loss (each read waits for a GPU to catch up)."""
+
+
 class Trainer:
     """Runs the two stages with checkpoints in `work_dir`, then writes the model folder."""
 
@@ -456,6 +460,9 @@ class Trainer:
         cfg = self.cfg
         self.trainable.train()
         started = time.perf_counter()
+        # The losses are read (a host-device sync on a GPU) every few steps, not every
+        # step, so that the CPU renders the next batch while the GPU is still busy.
+        pending: list[torch.Tensor] = []
         with self._progress() as bar:
             task = bar.add_task(label, total=total, completed=start_step, loss=0.0)
             for step in range(start_step, total):
@@ -463,9 +470,14 @@ class Trainer:
                 lr = _lr(step, total, peak_lr, cfg.warmup_steps, cfg.min_lr_ratio)
                 self._step(opt, loss, lr)
                 ema.update(self.trainable, step)
-                self.history[name].append(loss.item())
-                bar.update(task, advance=1, loss=loss.item())
-                if (step + 1) % self.checkpoint_every == 0 or step + 1 == total:
+                pending.append(loss.detach())
+                at_checkpoint = (step + 1) % self.checkpoint_every == 0 or step + 1 == total
+                if at_checkpoint or len(pending) == LOSS_READ_EVERY:
+                    losses = torch.stack(pending).tolist()
+                    self.history[name].extend(losses)
+                    bar.update(task, advance=len(losses), loss=losses[-1])
+                    pending = []
+                if at_checkpoint:
                     self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
                     started = time.perf_counter()
                     self._save_checkpoint(name, step + 1, opt, ema)
