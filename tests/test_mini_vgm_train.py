@@ -19,7 +19,9 @@ from evals.mini.train_vgm import (
     read_sampler,
 )
 from evals.mini.vgm_data import (
+    Batch,
     DemoStream,
+    StepBatches,
     build_mini_tokenizer,
     instruction_words,
     pixels_to_video,
@@ -138,7 +140,7 @@ def test_every_training_tensor_follows_the_device(
     )
     assert {p.device.type for p in trainer.trainable.parameters()} == {"meta"}
     stream = DemoStream(cfg.batch_size, cfg.families, 0, cfg.size, cfg.num_frames)
-    trainer._flow_loss(0, stream).backward()
+    trainer._flow_loss(0, stream.batch(0)).backward()
     shape = (2, 3, cfg.num_frames, cfg.size, cfg.size)
     pairs = {  # stored on the CPU, as the teacher's ODE leaves them
         "instructions": [t.instruction for t in iter_split("train", limit=2, num_frames=5)][:2],
@@ -252,8 +254,8 @@ def test_every_step_loss_is_logged_though_read_every_few_steps(tmp_path: Path) -
     seen: list[float] = []
     flow_loss = trainer._flow_loss
 
-    def recorded(step: int, stream: object) -> torch.Tensor:
-        loss = flow_loss(step, stream)  # type: ignore[arg-type]
+    def recorded(step: int, batch: Batch) -> torch.Tensor:
+        loss = flow_loss(step, batch)
         seen.append(loss.item())
         return loss
 
@@ -326,3 +328,35 @@ def test_max_minutes_on_the_command_line_stops_before_writing_the_model(tmp_path
     second = CliRunner().invoke(app, [*args, "--max-minutes", "0"])  # no flow step left to run
     assert second.exit_code == 0, second.output
     assert (tmp_path / "model" / "transformer").is_dir() and "wrote" in second.output
+
+
+def test_worker_processes_render_the_same_batches_and_train_the_same_weights(
+    tmp_path: Path,
+) -> None:
+    stream = DemoStream(2, ["navigate", "pairs"], num_frames=5)
+    ahead = StepBatches(stream, 3, 7, workers=2)
+    for step in range(3, 7):
+        batch, expected = ahead(step), stream.batch(step)
+        assert batch.task_ids == expected.task_ids
+        assert torch.equal(batch.videos, expected.videos)
+    with pytest.raises(ValueError, match="next one is 1"):
+        StepBatches(stream, 1, 4)(2)
+
+    recipe = tiny_recipe(flow_steps=4, distill_steps=0, distill_pairs=0)
+    weights = []
+    for workers in (0, 2):
+        trainer = Trainer(
+            recipe,
+            tmp_path / str(workers),
+            threads=1,
+            checkpoint_every=2,
+            show_progress=False,
+            log=lambda _: None,
+            data_workers=workers,
+        )
+        assert trainer.train() is True
+        weights.append(trainer.trainable.state_dict())
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[1][key], value, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="data_workers"):
+        Trainer(recipe, tmp_path / "bad", data_workers=-1)

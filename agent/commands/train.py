@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from evals.mini.options import MaxMinutesOption, TrainingDeviceOption
+from evals.mini.options import DataWorkersOption, MaxMinutesOption, TrainingDeviceOption
 
 app = typer.Typer(help="Train the mini world's models from scratch.", no_args_is_help=True)
 
@@ -28,6 +28,7 @@ def vgm(
     ] = 2,
     device: TrainingDeviceOption = "cpu",
     max_minutes: MaxMinutesOption = None,
+    data_workers: DataWorkersOption = 0,
 ) -> None:
     """Train the mini video model by its documented recipe (docs/mini-models.md)."""
     from evals.mini.paths import MINI_VGM_DIR
@@ -40,4 +41,5 @@ def vgm(
         threads=threads,
         device=device,
         max_minutes=max_minutes,
+        data_workers=data_workers,
     )

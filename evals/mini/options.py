@@ -31,6 +31,18 @@ MaxMinutesOption = Annotated[
 ]
 
 
+DataWorkersOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help=(
+            "Processes that render the training batches ahead of the loop (on a GPU the "
+            "rendering would otherwise stand between steps). The batches are the same."
+        ),
+    ),
+]
+
+
 def minutes_to_seconds(minutes: float | None) -> float | None:
     """`--max-minutes` as the trainers' `time_limit_s`."""
     return None if minutes is None else minutes * 60

@@ -52,9 +52,20 @@ from rich.progress import (
 
 from evals.mini.checkpoints import TimeLimit, save_atomic
 from evals.mini.device import device_option, training_device
-from evals.mini.options import MaxMinutesOption, TrainingDeviceOption, minutes_to_seconds
+from evals.mini.options import (
+    DataWorkersOption,
+    MaxMinutesOption,
+    TrainingDeviceOption,
+    minutes_to_seconds,
+)
 from evals.mini.paths import MINI_VGM_DIR, REPO_CONFIG
-from evals.mini.vgm_data import DemoStream, build_mini_tokenizer, instruction_words
+from evals.mini.vgm_data import (
+    Batch,
+    DemoStream,
+    StepBatches,
+    build_mini_tokenizer,
+    instruction_words,
+)
 from evals.mini.vgm_model import (
     VgmArchitecture,
     batched_velocity,
@@ -232,12 +243,17 @@ class Trainer:
         device: str = "cpu",
         time_limit_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        data_workers: int = 0,
     ) -> None:
         self.cfg = cfg
         self.work_dir = Path(work_dir)
         # How the run executes, not what it computes: a run may resume with others
         # (a checkpoint written on a GPU resumes on the CPU and the other way round).
         self.threads = threads
+        if data_workers < 0:
+            raise ValueError(f"data_workers must be 0 or more, got {data_workers}")
+        self.data_workers = data_workers
+        """Processes rendering stage 1's batches ahead (0: the training loop renders them)."""
         self.device = training_device(device)
         self.checkpoint_every = checkpoint_every
         # A job's time limit: `train` stops at the first checkpoint past it (a rerun resumes).
@@ -332,9 +348,9 @@ class Trainer:
 
     # -- stage 1: flow matching ---------------------------------------------------
 
-    def _flow_loss(self, step: int, stream: DemoStream) -> torch.Tensor:
+    def _flow_loss(self, step: int, batch: Batch) -> torch.Tensor:
+        """Flow-matching loss of training batch `batch` (the stream's batch `step`)."""
         cfg = self.cfg
-        batch = stream.batch(step)
         x0 = batch.videos  # (B, 3, F, H, W)
         gen = _generator(cfg.seed, 1, step)
         b = x0.shape[0]
@@ -528,16 +544,18 @@ class Trainer:
         if stage == "flow":
             trained_now = step < cfg.flow_steps  # this run takes flow steps
             opt, ema = self._stage_state(cfg.flow_lr, state)
+            batches = StepBatches(flow_stream, step, cfg.flow_steps, self.data_workers)
             finished = self._run_stage(
                 "flow",
                 "stage 1: flow matching",
                 cfg.flow_steps,
                 cfg.flow_lr,
-                lambda s: self._flow_loss(s, flow_stream),
+                lambda s: self._flow_loss(s, batches(s)),
                 step,
                 opt,
                 ema,
             )
+            del batches  # ends its worker processes
             if not finished:
                 return False
             flow_ema = ema.shadow
@@ -605,11 +623,13 @@ def train_vgm(
     show_progress: bool = True,
     device: str = "cpu",
     time_limit_s: float | None = None,
+    data_workers: int = 0,
 ) -> Path | None:
     """Train by `cfg` (resuming from `work_dir`) and write the model folder to `out_dir`.
 
     None when `time_limit_s` stopped the run first: nothing is exported, and the same
-    call again resumes from the checkpoint in `work_dir`.
+    call again resumes from the checkpoint in `work_dir`. `data_workers` processes
+    render the training batches ahead (worth it on a GPU; the batches are the same).
     """
     trainer = Trainer(
         cfg,
@@ -618,6 +638,7 @@ def train_vgm(
         show_progress=show_progress,
         device=device,
         time_limit_s=time_limit_s,
+        data_workers=data_workers,
     )
     if not trainer.train():
         return None
@@ -643,6 +664,7 @@ def main(
     ] = 2,
     device: TrainingDeviceOption = "cpu",
     max_minutes: MaxMinutesOption = None,
+    data_workers: DataWorkersOption = 0,
 ) -> None:
     """Train the mini video model by its documented recipe (resumes from --work-dir)."""
     device_option(device)
@@ -651,7 +673,15 @@ def main(
         data = {**cfg.model_dump(), **(yaml.safe_load(config.read_text()) or {})}
         cfg = VgmTrainConfig.model_validate(data)
     limit = minutes_to_seconds(max_minutes)
-    path = train_vgm(cfg, out, work_dir, threads=threads, device=device, time_limit_s=limit)
+    path = train_vgm(
+        cfg,
+        out,
+        work_dir,
+        threads=threads,
+        device=device,
+        time_limit_s=limit,
+        data_workers=data_workers,
+    )
     if path is None:
         typer.echo(f"stopped at the time limit; nothing written to {out} yet")
         return

@@ -10,6 +10,9 @@ checkpoint sees exactly the batches it would have seen without the break.
   character by character.
 - `DemoStream`: batch `step` of (instruction, first frame, video) from the
   train split, the families interleaved evenly, every seed used once.
+- `StepBatches`: a stream's batches for a range of steps, in order, rendered
+  ahead by worker processes if asked (on a GPU the rendering would otherwise
+  stand between steps).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import importlib
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -146,3 +149,46 @@ class DemoStream:
         tasks = [self.task(step * self.batch_size + i) for i in range(self.batch_size)]
         videos = torch.stack([video_to_pixels(t.solution) for t in tasks])  # type: ignore[arg-type]
         return Batch([t.instruction for t in tasks], videos, [t.task_id for t in tasks])
+
+
+class _StreamSteps(torch.utils.data.Dataset):
+    """A stream as a dataset whose item `step` is batch `step` (for a DataLoader)."""
+
+    def __init__(self, stream: DemoStream) -> None:
+        self.stream = stream
+
+    def __getitem__(self, step: int) -> Batch:
+        return self.stream.batch(step)
+
+
+class StepBatches:
+    """Batches `start`..`stop - 1` of a stream, handed out one step at a time, in order.
+
+    With `workers` > 0, that many worker processes render the batches ahead of the
+    training loop (each batch still a function of its step, so the batches are the
+    same with or without them); with 0 every batch is rendered when asked for.
+    """
+
+    def __init__(self, stream: DemoStream, start: int, stop: int, workers: int = 0) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be 0 or more, got {workers}")
+        self.next_step = start
+        self._batches: Iterator[Batch]
+        if workers == 0 or start >= stop:
+            self._batches = (stream.batch(step) for step in range(start, stop))
+        else:
+            loader = torch.utils.data.DataLoader(
+                _StreamSteps(stream),
+                batch_size=None,  # an item is already a batch
+                sampler=range(start, stop),
+                num_workers=workers,
+                prefetch_factor=4,
+            )
+            self._batches = iter(loader)
+
+    def __call__(self, step: int) -> Batch:
+        """Batch `step`, which must be the next one."""
+        if step != self.next_step:
+            raise ValueError(f"asked for batch {step}, but the next one is {self.next_step}")
+        self.next_step += 1
+        return next(self._batches)
