@@ -360,3 +360,30 @@ def test_worker_processes_render_the_same_batches_and_train_the_same_weights(
         torch.testing.assert_close(weights[1][key], value, rtol=0, atol=0)
     with pytest.raises(ValueError, match="data_workers"):
         Trainer(recipe, tmp_path / "bad", data_workers=-1)
+
+
+def test_stage_two_starts_every_pair_from_the_noise_of_its_teacher_solve(tmp_path: Path) -> None:
+    """The pairs keep no noise: stage 2 redraws it, and each pair's redrawn noise must be
+    the one the teacher's ODE ran from (two chunks of pairs, looked up in shuffled order)."""
+    recipe = tiny_recipe(distill_pairs=4, distill_steps=1)
+    trainer = quiet_trainer(recipe, tmp_path / "work")
+    assert trainer.train() is True
+    pairs = torch.load(tmp_path / "work" / "distill_pairs.pt", weights_only=False)
+    trainer.trainable.load_state_dict(torch.load(trainer.flow_ema_path(), weights_only=True))
+    order = torch.tensor([3, 0, 2, 1])
+    shape = tuple(pairs["endpoints"].shape[1:])
+    noise = trainer._pair_noise(order, shape, num_pairs=4)
+    teacher_sigmas = torch.linspace(1.0, 0.0, recipe.teacher_steps + 1).tolist()
+    with torch.no_grad():
+        solved = euler_sample(
+            trainer.transformer,
+            noise,
+            teacher_sigmas,
+            trainer._embed([pairs["instructions"][i] for i in order.tolist()]),
+            pairs["first_frames"][order].float(),
+        )
+    # The endpoints are stored in float16.
+    torch.testing.assert_close(solved, pairs["endpoints"][order].float(), rtol=0, atol=2e-3)
+    # A noise of another pair would not match: the check can fail.
+    assert not torch.allclose(noise[0], noise[1])
+

@@ -277,6 +277,8 @@ class Trainer:
         scheduler = make_scheduler(cfg.flow_shift)
         self.student_sigmas = sampler_sigmas(scheduler, len(cfg.sampler_sigmas), cfg.sampler_sigmas)
         self.seconds: dict[str, float] = {}
+        self._noise: torch.Tensor | None = None
+        """Stage 2's starting noises of every pair, drawn on first use (`_pair_noise`)."""
 
     # -- shared pieces ---------------------------------------------------------
 
@@ -419,20 +421,26 @@ class Trainer:
         save_atomic(pairs, path)
         return pairs
 
-    def _pair_noise(self, indices: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        # The noise of pair i is the i-th draw of its chunk's generator: regenerate it
-        # rather than store it (it is as large as the endpoints).
+    def _pair_noise(
+        self, indices: torch.Tensor, shape: tuple[int, ...], num_pairs: int
+    ) -> torch.Tensor:
+        """The noise the teacher's ODE started from, for pairs `indices` of `num_pairs`.
+
+        The noise of pair i is the i-th draw of its chunk's generator: redrawn rather
+        than stored with the pairs (it is as large as the endpoints), once per run,
+        since redrawing a whole chunk for every pair of every step costs more than the
+        step itself when batches are large (a GPU recipe).
+        """
         cfg = self.cfg
-        out = []
-        cache: dict[int, torch.Tensor] = {}
-        for i in indices.tolist():
-            chunk, offset = divmod(i, cfg.batch_size)
-            if chunk not in cache:
-                cache[chunk] = torch.randn(
-                    (cfg.batch_size, *shape), generator=_generator(cfg.seed, 2, chunk)
-                )
-            out.append(cache[chunk][offset])
-        return torch.stack(out)
+        if self._noise is None or self._noise.shape[1:] != shape:
+            chunks = math.ceil(num_pairs / cfg.batch_size)
+            self._noise = torch.cat(
+                [
+                    torch.randn((cfg.batch_size, *shape), generator=_generator(cfg.seed, 2, c))
+                    for c in range(chunks)
+                ]
+            )
+        return self._noise[indices]
 
     def _distill_loss(self, step: int, pairs: dict[str, Any]) -> torch.Tensor:
         cfg = self.cfg
@@ -441,7 +449,7 @@ class Trainer:
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
         target = pairs["endpoints"][idx].float()
         first = pairs["first_frames"][idx].float()
-        noise = self._pair_noise(idx, tuple(target.shape[1:]))
+        noise = self._pair_noise(idx, tuple(target.shape[1:]), n)
         target, first, noise = (t.to(self.device) for t in (target, first, noise))
         levels = self.student_sigmas[:-1]  # the sampler's shifted levels, 1.0 first
         if len(levels) > 1:
