@@ -387,3 +387,12 @@ def test_stage_two_starts_every_pair_from_the_noise_of_its_teacher_solve(tmp_pat
     # A noise of another pair would not match: the check can fail.
     assert not torch.allclose(noise[0], noise[1])
 
+
+def test_checkpoint_interval_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="checkpoint_every must be at least 1"):
+        Trainer(tiny_recipe(), tmp_path / "work", checkpoint_every=0)
+    result = CliRunner().invoke(
+        app, ["train", "vgm", "--checkpoint-every", "0", "--work-dir", str(tmp_path / "cli")]
+    )
+    assert result.exit_code == 2 and "--checkpoint-every" in result.output
+    assert not (tmp_path / "cli").exists()

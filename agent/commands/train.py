@@ -7,7 +7,12 @@ from typing import Annotated
 
 import typer
 
-from evals.mini.options import DataWorkersOption, MaxMinutesOption, TrainingDeviceOption
+from evals.mini.options import (
+    CheckpointEveryOption,
+    DataWorkersOption,
+    MaxMinutesOption,
+    TrainingDeviceOption,
+)
 
 app = typer.Typer(help="Train the mini world's models from scratch.", no_args_is_help=True)
 
@@ -29,6 +34,7 @@ def vgm(
     device: TrainingDeviceOption = "cpu",
     max_minutes: MaxMinutesOption = None,
     data_workers: DataWorkersOption = 0,
+    checkpoint_every: CheckpointEveryOption = 50,
 ) -> None:
     """Train the mini video model by its documented recipe (docs/mini-models.md)."""
     from evals.mini.paths import MINI_VGM_DIR
@@ -42,4 +48,5 @@ def vgm(
         device=device,
         max_minutes=max_minutes,
         data_workers=data_workers,
+        checkpoint_every=checkpoint_every,
     )

@@ -43,6 +43,18 @@ DataWorkersOption = Annotated[
 ]
 
 
+CheckpointEveryOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help=(
+            "Steps between checkpoints (and --max-minutes checks); the weights are the same "
+            "for any value. A few hundred on a GPU, where writing one costs more than a step."
+        ),
+    ),
+]
+
+
 def minutes_to_seconds(minutes: float | None) -> float | None:
     """`--max-minutes` as the trainers' `time_limit_s`."""
     return None if minutes is None else minutes * 60

@@ -64,7 +64,7 @@ from rich.progress import (
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from evals.mini.checkpoints import TimeLimit, save_atomic
-from evals.mini.device import device_option, training_device
+from evals.mini.device import device_option, training_device, use_tf32_matmuls
 from evals.mini.options import MaxMinutesOption, TrainingDeviceOption, minutes_to_seconds
 from evals.mini.paths import MINI_SCORER_DIR
 from evals.mini.questions import CRITERION_ROLES, GROUPS, SLOTS
@@ -708,6 +708,7 @@ class ScorerTrainer:
         self.sampler = sampler
         self.progress = progress
         self.device = training_device(device)
+        use_tf32_matmuls(self.device)
         self.checkpoint = None if work_dir is None else Path(work_dir) / "checkpoint.pt"
         self.checkpoint_every = checkpoint_every
         self.limit = TimeLimit(time_limit_s, clock)

@@ -51,8 +51,9 @@ from rich.progress import (
 )
 
 from evals.mini.checkpoints import TimeLimit, save_atomic
-from evals.mini.device import device_option, training_device
+from evals.mini.device import device_option, training_device, use_tf32_matmuls
 from evals.mini.options import (
+    CheckpointEveryOption,
     DataWorkersOption,
     MaxMinutesOption,
     TrainingDeviceOption,
@@ -255,6 +256,9 @@ class Trainer:
         self.data_workers = data_workers
         """Processes rendering stage 1's batches ahead (0: the training loop renders them)."""
         self.device = training_device(device)
+        use_tf32_matmuls(self.device)
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
         self.checkpoint_every = checkpoint_every
         # A job's time limit: `train` stops at the first checkpoint past it (a rerun resumes).
         self.time_limit = TimeLimit(time_limit_s, clock)
@@ -632,12 +636,15 @@ def train_vgm(
     device: str = "cpu",
     time_limit_s: float | None = None,
     data_workers: int = 0,
+    checkpoint_every: int = 50,
 ) -> Path | None:
     """Train by `cfg` (resuming from `work_dir`) and write the model folder to `out_dir`.
 
     None when `time_limit_s` stopped the run first: nothing is exported, and the same
     call again resumes from the checkpoint in `work_dir`. `data_workers` processes
     render the training batches ahead (worth it on a GPU; the batches are the same).
+    A checkpoint is written every `checkpoint_every` steps of each stage (on a GPU,
+    where a step takes milliseconds, every few hundred).
     """
     trainer = Trainer(
         cfg,
@@ -647,6 +654,7 @@ def train_vgm(
         device=device,
         time_limit_s=time_limit_s,
         data_workers=data_workers,
+        checkpoint_every=checkpoint_every,
     )
     if not trainer.train():
         return None
@@ -673,6 +681,7 @@ def main(
     device: TrainingDeviceOption = "cpu",
     max_minutes: MaxMinutesOption = None,
     data_workers: DataWorkersOption = 0,
+    checkpoint_every: CheckpointEveryOption = 50,
 ) -> None:
     """Train the mini video model by its documented recipe (resumes from --work-dir)."""
     device_option(device)
@@ -689,6 +698,7 @@ def main(
         device=device,
         time_limit_s=limit,
         data_workers=data_workers,
+        checkpoint_every=checkpoint_every,
     )
     if path is None:
         typer.echo(f"stopped at the time limit; nothing written to {out} yet")
