@@ -396,3 +396,18 @@ def test_checkpoint_interval_must_be_positive(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and "--checkpoint-every" in result.output
     assert not (tmp_path / "cli").exists()
+
+
+def test_tf32_is_switched_on_for_a_gpu_only() -> None:
+    from evals.mini.device import use_tf32_matmuls
+
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    try:
+        matmul.allow_tf32 = cudnn.allow_tf32 = False
+        use_tf32_matmuls(torch.device("cpu"))
+        assert not matmul.allow_tf32 and not cudnn.allow_tf32
+        use_tf32_matmuls(torch.device("cuda", 0))
+        assert matmul.allow_tf32 and cudnn.allow_tf32
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
