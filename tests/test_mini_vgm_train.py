@@ -13,13 +13,14 @@ from agent.cli import app
 from evals.mini.paths import REPO_CONFIG
 from evals.mini.train_vgm import (
     LOSS_READ_EVERY,
+    FlowExample,
+    FlowExamples,
     Trainer,
     VgmTrainConfig,
     emphasis_weights,
     read_sampler,
 )
 from evals.mini.vgm_data import (
-    Batch,
     DemoStream,
     StepBatches,
     build_mini_tokenizer,
@@ -140,7 +141,7 @@ def test_every_training_tensor_follows_the_device(
     )
     assert {p.device.type for p in trainer.trainable.parameters()} == {"meta"}
     stream = DemoStream(cfg.batch_size, cfg.families, 0, cfg.size, cfg.num_frames)
-    trainer._flow_loss(0, stream.batch(0)).backward()
+    trainer._flow_loss(FlowExamples(stream, cfg.seed, cfg.sigma_one_share)(0)).backward()
     shape = (2, 3, cfg.num_frames, cfg.size, cfg.size)
     pairs = {  # stored on the CPU, as the teacher's ODE leaves them
         "instructions": [t.instruction for t in iter_split("train", limit=2, num_frames=5)][:2],
@@ -254,8 +255,8 @@ def test_every_step_loss_is_logged_though_read_every_few_steps(tmp_path: Path) -
     seen: list[float] = []
     flow_loss = trainer._flow_loss
 
-    def recorded(step: int, batch: Batch) -> torch.Tensor:
-        loss = flow_loss(step, batch)
+    def recorded(example: FlowExample) -> torch.Tensor:
+        loss = flow_loss(example)
         seen.append(loss.item())
         return loss
 
@@ -334,13 +335,21 @@ def test_worker_processes_render_the_same_batches_and_train_the_same_weights(
     tmp_path: Path,
 ) -> None:
     stream = DemoStream(2, ["navigate", "pairs"], num_frames=5)
-    ahead = StepBatches(stream, 3, 7, workers=2)
+    ahead = StepBatches(stream.batch, 3, 7, workers=2)
     for step in range(3, 7):
         batch, expected = ahead(step), stream.batch(step)
         assert batch.task_ids == expected.task_ids
         assert torch.equal(batch.videos, expected.videos)
     with pytest.raises(ValueError, match="next one is 1"):
-        StepBatches(stream, 1, 4)(2)
+        StepBatches(stream.batch, 1, 4)(2)
+    # The noise is drawn with the batch: the workers draw what the loop would.
+    examples = FlowExamples(stream, seed=3, sigma_one_share=0.5)
+    drawn = StepBatches(examples, 0, 3, workers=2)
+    for step in range(3):
+        example, expected_example = drawn(step), examples(step)
+        assert torch.equal(example.noise, expected_example.noise)
+        assert torch.equal(example.sigmas, expected_example.sigmas)
+        assert example.noise.shape == example.batch.videos.shape
 
     recipe = tiny_recipe(flow_steps=4, distill_steps=0, distill_pairs=0)
     weights = []

@@ -34,6 +34,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -193,6 +194,41 @@ def _lr(step: int, total: int, peak: float, warmup: int, floor: float) -> float:
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
+@dataclass(frozen=True)
+class FlowExample:
+    """Stage 1's batch of one step with the noise it is trained at."""
+
+    batch: Batch
+    sigmas: torch.Tensor
+    """(B,) noise levels in (0, 1]."""
+    noise: torch.Tensor
+    """Gaussian noise shaped like `batch.videos`."""
+
+
+class FlowExamples:
+    """Stage 1's example of step `step`: a pure function of the step, and picklable.
+
+    The noise is drawn here, with the batch, so that worker processes
+    (`--data-workers`) draw it ahead of the loop too: at a GPU's batch sizes the
+    draw (on the CPU, so that a GPU run sees a CPU run's noise) costs as much as
+    the step. The same generator makes the same draws in any process.
+    """
+
+    def __init__(self, stream: DemoStream, seed: int, sigma_one_share: float) -> None:
+        self.stream = stream
+        self.seed = seed
+        self.sigma_one_share = sigma_one_share
+
+    def __call__(self, step: int) -> FlowExample:
+        batch = self.stream.batch(step)
+        gen = _generator(self.seed, 1, step)
+        b = batch.videos.shape[0]
+        sigmas = torch.rand(b, generator=gen).clamp_min(1e-3)
+        sigmas[torch.rand(b, generator=gen) < self.sigma_one_share] = 1.0
+        noise = torch.randn(batch.videos.shape, generator=gen)
+        return FlowExample(batch, sigmas, noise)
+
+
 class _Ema:
     """Exponential moving average of a module's float parameters."""
 
@@ -204,11 +240,18 @@ class _Ema:
     def update(self, module: torch.nn.Module, step: int) -> None:
         # Warm-up: early on the average must not be dominated by the initial weights.
         decay = min(self.decay, (1 + step) / (10 + step))
-        for key, value in module.state_dict().items():
+        floats: list[str] = []
+        state = module.state_dict()
+        for key, value in state.items():
             if value.is_floating_point():
-                self.shadow[key].lerp_(value, 1 - decay)
+                floats.append(key)
             else:
                 self.shadow[key].copy_(value)
+        # One multi-tensor update instead of a kernel launch per tensor (on a GPU the
+        # launches, not the arithmetic, bound a step of this small model).
+        torch._foreach_lerp_(
+            [self.shadow[k] for k in floats], [state[k] for k in floats], 1 - decay
+        )
 
 
 def emphasis_weights(target: torch.Tensor, factor: float) -> torch.Tensor:
@@ -354,16 +397,14 @@ class Trainer:
 
     # -- stage 1: flow matching ---------------------------------------------------
 
-    def _flow_loss(self, step: int, batch: Batch) -> torch.Tensor:
-        """Flow-matching loss of training batch `batch` (the stream's batch `step`)."""
+    def _flow_loss(self, example: FlowExample) -> torch.Tensor:
+        """Flow-matching loss of one stage-1 example (batch and noise draws)."""
         cfg = self.cfg
-        x0 = batch.videos  # (B, 3, F, H, W)
-        gen = _generator(cfg.seed, 1, step)
-        b = x0.shape[0]
-        sigmas = torch.rand(b, generator=gen).clamp_min(1e-3)
-        sigmas[torch.rand(b, generator=gen) < cfg.sigma_one_share] = 1.0
-        noise = torch.randn(x0.shape, generator=gen)
-        x0, sigmas, noise = (t.to(self.device) for t in (x0, sigmas, noise))
+        batch = example.batch
+        b = batch.videos.shape[0]
+        x0, sigmas, noise = (
+            t.to(self.device) for t in (batch.videos, example.sigmas, example.noise)
+        )
         s = sigmas.view(b, 1, 1, 1, 1)
         z = (1 - s) * x0 + s * noise
         v = batched_velocity(
@@ -550,24 +591,26 @@ class Trainer:
             self.seconds = state["seconds"]
             self.log(f"resuming {stage} at step {step} from {self._checkpoint_path()}")
 
-        flow_stream = DemoStream(
-            cfg.batch_size, cfg.families, FLOW_FIRST_SEED, cfg.size, cfg.num_frames
+        flow_examples = FlowExamples(
+            DemoStream(cfg.batch_size, cfg.families, FLOW_FIRST_SEED, cfg.size, cfg.num_frames),
+            cfg.seed,
+            cfg.sigma_one_share,
         )
         if stage == "flow":
             trained_now = step < cfg.flow_steps  # this run takes flow steps
             opt, ema = self._stage_state(cfg.flow_lr, state)
-            batches = StepBatches(flow_stream, step, cfg.flow_steps, self.data_workers)
+            examples = StepBatches(flow_examples, step, cfg.flow_steps, self.data_workers)
             finished = self._run_stage(
                 "flow",
                 "stage 1: flow matching",
                 cfg.flow_steps,
                 cfg.flow_lr,
-                lambda s: self._flow_loss(s, batches(s)),
+                lambda s: self._flow_loss(examples(s)),
                 step,
                 opt,
                 ema,
             )
-            del batches  # ends its worker processes
+            del examples  # ends its worker processes
             if not finished:
                 return False
             flow_ema = ema.shadow

@@ -10,9 +10,9 @@ checkpoint sees exactly the batches it would have seen without the break.
   character by character.
 - `DemoStream`: batch `step` of (instruction, first frame, video) from the
   train split, the families interleaved evenly, every seed used once.
-- `StepBatches`: a stream's batches for a range of steps, in order, rendered
-  ahead by worker processes if asked (on a GPU the rendering would otherwise
-  stand between steps).
+- `StepBatches`: a stream's batches (or anything else made from the step) for a
+  range of steps, in order, made ahead by worker processes if asked (on a GPU the
+  rendering would otherwise stand between steps).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from __future__ import annotations
 import importlib
 import re
 import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +31,8 @@ from transformers import T5Tokenizer
 
 from evals.tasks import FAMILIES, SPLITS, Task, resolve_families
 from evals.tasks.palette import COLOR_NAMES
+
+T = TypeVar("T")
 
 MARKER = "\u2581"
 """SentencePiece's word-start marker."""
@@ -151,44 +154,46 @@ class DemoStream:
         return Batch([t.instruction for t in tasks], videos, [t.task_id for t in tasks])
 
 
-class _StreamSteps(torch.utils.data.Dataset):
-    """A stream as a dataset whose item `step` is batch `step` (for a DataLoader)."""
+class _Steps(torch.utils.data.Dataset):
+    """`make` as a dataset whose item `step` is `make(step)` (for a DataLoader)."""
 
-    def __init__(self, stream: DemoStream) -> None:
-        self.stream = stream
+    def __init__(self, make: Callable[[int], Any]) -> None:
+        self.make = make
 
-    def __getitem__(self, step: int) -> Batch:
-        return self.stream.batch(step)
+    def __getitem__(self, step: int) -> Any:
+        return self.make(step)
 
 
-class StepBatches:
-    """Batches `start`..`stop - 1` of a stream, handed out one step at a time, in order.
+class StepBatches(Generic[T]):
+    """The items `make(step)` for steps `start`..`stop - 1`, handed out one at a time, in order.
 
-    With `workers` > 0, that many worker processes render the batches ahead of the
-    training loop (each batch still a function of its step, so the batches are the
-    same with or without them); with 0 every batch is rendered when asked for.
+    `make` is a pure function of the step (a stream's `batch`, or a trainer's batch
+    with its noise draws) and picklable. With `workers` > 0, that many worker
+    processes make the items ahead of the training loop (each still a function of
+    its step, so the items are the same with or without them); with 0 every item is
+    made when asked for.
     """
 
-    def __init__(self, stream: DemoStream, start: int, stop: int, workers: int = 0) -> None:
+    def __init__(self, make: Callable[[int], T], start: int, stop: int, workers: int = 0) -> None:
         if workers < 0:
             raise ValueError(f"workers must be 0 or more, got {workers}")
         self.next_step = start
-        self._batches: Iterator[Batch]
+        self._items: Iterator[T]
         if workers == 0 or start >= stop:
-            self._batches = (stream.batch(step) for step in range(start, stop))
+            self._items = (make(step) for step in range(start, stop))
         else:
             loader = torch.utils.data.DataLoader(
-                _StreamSteps(stream),
+                _Steps(make),
                 batch_size=None,  # an item is already a batch
                 sampler=range(start, stop),
                 num_workers=workers,
                 prefetch_factor=4,
             )
-            self._batches = iter(loader)
+            self._items = iter(loader)
 
-    def __call__(self, step: int) -> Batch:
-        """Batch `step`, which must be the next one."""
+    def __call__(self, step: int) -> T:
+        """Item `step`, which must be the next one."""
         if step != self.next_step:
             raise ValueError(f"asked for batch {step}, but the next one is {self.next_step}")
         self.next_step += 1
-        return next(self._batches)
+        return next(self._items)
