@@ -48,6 +48,9 @@ def test_the_device_scripts_name_files_that_exist() -> None:
     recipe = re.search(r'RECIPE="\$\{1:-([^}]+)\}"', train)
     assert recipe and (ROOT / recipe.group(1)).is_file()
     assert "source scripts/device/env.sh" in train
+    bench = (ROOT / "scripts/device/bench-real.sh").read_text()
+    configs = re.findall(r"configs/reasoner/[\w.-]+\.yaml", bench)
+    assert configs and all((ROOT / c).is_file() for c in configs)
     assert "/.whl/" in (ROOT / ".gitignore").read_text().splitlines()
 
 
