@@ -23,7 +23,20 @@ RECIPE="${1:-configs/train/vgm-gpu.yaml}"
 MINUTES="${2:-7}"
 WORK=runs/train_vgm-gpu
 MODEL=runs/vgm-gpu-model
-WORKERS="${WORKERS:-$(( $(nproc) > 4 ? $(nproc) - 4 : 1 ))}"
+# Worker processes hand their batches over through /dev/shm: ~30 MB each for a
+# 128-video batch with its noise, 4 ahead per worker. A container's /dev/shm can
+# be small (64 MB is a common default), so take no more workers than it holds.
+shm_mb=$(df -Pm /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')
+shm_mb="${shm_mb:-0}"
+fits=$(( shm_mb / 150 ))
+cores=$(( $(nproc) > 4 ? $(nproc) - 4 : 1 ))
+WORKERS="${WORKERS:-$(( fits < cores ? fits : cores ))}"
+echo "[device] /dev/shm: ${shm_mb} MB free; data workers: $WORKERS"
+if [ "$WORKERS" -lt 1 ]; then
+    echo "[device] no room in /dev/shm for worker processes: the loop renders its own" \
+        "batches (slower; WORKERS=N overrides)"
+    WORKERS=0
+fi
 
 rm -rf "$MODEL"
 "$PYTHON" -m evals.mini.train_vgm --config "$RECIPE" --device "$DEVICE" \
