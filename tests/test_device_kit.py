@@ -57,8 +57,9 @@ def test_the_device_scripts_name_files_that_exist() -> None:
 def test_the_gpu_recipe_is_the_shipped_one_with_larger_batches() -> None:
     """configs/train/vgm-gpu.yaml changes only how many videos a step takes and how many
     steps: the same learning rates, noise levels, architecture and sampler (not tuned)."""
+    scaled = {"batch_size", "flow_steps", "distill_pairs", "distill_steps"}
     overrides = yaml.safe_load((ROOT / "configs/train/vgm-gpu.yaml").read_text())
-    assert set(overrides) <= {"batch_size", "flow_steps", "distill_pairs", "distill_steps"}
+    assert set(overrides) <= scaled
     shipped = default_config()
     gpu = VgmTrainConfig.model_validate({**shipped.model_dump(), **overrides})
     assert gpu.batch_size * gpu.flow_steps >= 5 * shipped.batch_size * shipped.flow_steps
@@ -68,5 +69,4 @@ def test_the_gpu_recipe_is_the_shipped_one_with_larger_batches() -> None:
         return cfg.distill_steps * cfg.batch_size / cfg.distill_pairs
 
     assert passes(gpu) == passes(shipped)
-    scaled = {"batch_size", "flow_steps", "distill_pairs", "distill_steps"}
     assert gpu.model_dump(exclude=scaled) == shipped.model_dump(exclude=scaled)
